@@ -1,0 +1,1 @@
+"""Alert sinks: where an AlertEvent goes once a rule fires or resolves."""

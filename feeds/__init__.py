@@ -1,0 +1,1 @@
+"""Market-data sources: live venue parsers and sessions, and historical file replay."""

@@ -1,0 +1,163 @@
+"""Threshold rules: inactive -> pending -> firing -> (resolved) inactive, in event time.
+
+A rule fires when its condition (``value op threshold``) has held for ``for`` seconds of event
+time, and resolves when the value no longer satisfies ``value op resolve_threshold`` (hysteresis:
+for ``>`` the resolve threshold is at or below the threshold). Each transition to firing or
+resolved is an :class:`~monitor.model.AlertEvent`. A value that is not ready (None) changes
+nothing: a pending rule stays pending and a firing rule keeps firing until a real value clears it.
+
+A rule on a portfolio metric without a ``portfolio`` label runs one instance per portfolio.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from monitor.model import AlertEvent, AlertState, Severity
+from monitor.snapshot import RiskSnapshot, is_portfolio_metric, metric_value
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+MetricReader = Callable[[str, Mapping[str, str], str | None], float | None]
+
+
+class RuleSpec(Protocol):
+    """What the rule engine needs of a configured rule."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def for_(self) -> float: ...
+    @property
+    def resolve_threshold(self) -> float | None: ...
+    @property
+    def severity(self) -> Any: ...
+    @property
+    def labels(self) -> Any: ...
+
+
+class RuleState(StrEnum):
+    """Where a rule instance stands."""
+
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+@dataclass(slots=True)
+class RuleInstance:
+    """One rule applied to one label set (and portfolio), with its mutable state."""
+
+    rule: str
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+    portfolio: str | None
+    compare: Callable[[float, float], bool]
+    threshold: float
+    resolve_threshold: float
+    for_s: float
+    severity: Severity
+    state: RuleState = RuleState.INACTIVE
+    since: float | None = None
+    last_value: float | None = None
+    fired_at: float | None = field(default=None)
+
+    def step(self, ts: float, value: float | None) -> AlertEvent | None:
+        """Advance the state machine with the value observed at ``ts``."""
+        if value is None:
+            return None
+        self.last_value = value
+        if self.state is RuleState.FIRING:
+            if not self.compare(value, self.resolve_threshold):
+                self.state, self.since, self.fired_at = RuleState.INACTIVE, None, None
+                return self._event(ts, AlertState.RESOLVED, value, self.resolve_threshold)
+            return None
+        if not self.compare(value, self.threshold):
+            self.state, self.since = RuleState.INACTIVE, None
+            return None
+        if self.state is RuleState.INACTIVE:
+            self.state, self.since = RuleState.PENDING, ts
+        if self.since is not None and ts - self.since >= self.for_s:
+            self.state, self.fired_at = RuleState.FIRING, ts
+            return self._event(ts, AlertState.FIRING, value, self.threshold)
+        return None
+
+    def _event(self, ts: float, state: AlertState, value: float, threshold: float) -> AlertEvent:
+        return AlertEvent(
+            ts=ts,
+            rule=self.rule,
+            state=state,
+            severity=self.severity,
+            labels=self.labels,
+            value=value,
+            threshold=threshold,
+            portfolio=self.portfolio,
+        )
+
+
+def _instances(rule: RuleSpec, portfolios: Sequence[str]) -> Iterable[RuleInstance]:
+    labels = dict(rule.labels.items() if hasattr(rule.labels, "items") else rule.labels)
+    compare = _OPS[rule.op]
+    resolve = rule.threshold if rule.resolve_threshold is None else rule.resolve_threshold
+    targets: Sequence[str | None] = [None]
+    if is_portfolio_metric(rule.metric):
+        targets = [labels["portfolio"]] if "portfolio" in labels else list(portfolios)
+    for target in targets:
+        full = dict(labels) if target is None else {**labels, "portfolio": target}
+        yield RuleInstance(
+            rule=rule.name,
+            metric=rule.metric,
+            labels=tuple(sorted(full.items())),
+            portfolio=target,
+            compare=compare,
+            threshold=rule.threshold,
+            resolve_threshold=resolve,
+            for_s=rule.for_,
+            severity=Severity(str(getattr(rule.severity, "value", rule.severity))),
+        )
+
+
+class RuleEngine:
+    """All configured rule instances; pure and synchronous.
+
+    Args:
+        rules: configured rules.
+        portfolios: names of the configured portfolios.
+    """
+
+    def __init__(self, rules: Sequence[RuleSpec], portfolios: Sequence[str]) -> None:
+        self.instances: tuple[RuleInstance, ...] = tuple(
+            inst for rule in rules for inst in _instances(rule, portfolios)
+        )
+
+    def evaluate(self, snap: RiskSnapshot, extra: MetricReader | None = None) -> list[AlertEvent]:
+        """Step every instance with the snapshot's values; return the transitions.
+
+        ``extra`` reads metrics a snapshot does not hold (e.g. feed staleness); it is asked
+        only for metrics the snapshot does not know.
+        """
+        events: list[AlertEvent] = []
+        for inst in self.instances:
+            labels = dict(inst.labels)
+            value = metric_value(snap, inst.metric, labels, inst.portfolio)
+            if value is None and extra is not None:
+                value = extra(inst.metric, labels, inst.portfolio)
+            event = inst.step(snap.ts, value)
+            if event is not None:
+                events.append(event)
+        return events

@@ -1,0 +1,56 @@
+"""Shared fixtures: configs written to tmp_path, and the location of ../shared data."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+MARKET_FILE = SHARED_DATA / "market" / "binance_spot_5m_2025H1.parquet"
+
+BASE_TOML = """
+[universe]
+symbols = ["AAA", "BBB", "CCC"]
+
+[estimator]
+halflife = "10m"
+slow_halflife = "2h"
+min_observations = 10
+
+[risk]
+horizon = "1d"
+confidence = [0.95, 0.99]
+distribution = "normal"
+
+[[portfolios]]
+name = "main"
+positions = [ { symbol = "AAA", quantity = 2.0 }, { symbol = "BBB", quantity = -1.0 } ]
+
+[replay]
+snapshot_interval = "1m"
+"""
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """Write BASE_TOML plus extra TOML text to a file and load it."""
+
+    def make(extra: str = "", base: str = BASE_TOML) -> Config:
+        path = tmp_path / "riskmon.toml"
+        path.write_text(textwrap.dedent(base) + textwrap.dedent(extra))
+        return load_config(path, environ={})
+
+    return make
+
+
+def require_market_file() -> Path:
+    """The shared 5-minute candle file, or skip with the reason."""
+    if not MARKET_FILE.exists():
+        pytest.skip(f"shared market data not present at {MARKET_FILE} (../shared is absent)")
+    return MARKET_FILE
