@@ -37,7 +37,7 @@ replay-example: install
 		--config config/example-replay.toml --out out/replay-2025H1
 
 bench: install
-	$(PY) -m benchmarks.replay_throughput
+	$(PY) -m benchmarks.engine_throughput
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache out
