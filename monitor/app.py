@@ -13,9 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feeds.history import HistorySource
-
 from alerts.jsonl import JsonlAlertWriter
+from feeds.history import HistorySource
 from monitor.config import Config
 from monitor.engine import Engine
 from monitor.errors import DataError
