@@ -76,7 +76,11 @@ def test_replay_config_covers_the_whole_dataset() -> None:
     assert config.estimator.min_observations == 30
     assert config.replay.snapshot_interval == 300.0
     assert all(p.quantity > 0 for p in config.portfolios[0].positions)
-    assert [r.metric for r in config.rules] == ["avg_correlation"]
+    assert [r.metric for r in config.rules] == [
+        "avg_correlation",
+        "absorption_ratio_shift",
+        "var_99",
+    ]
 
 
 # --- durations -------------------------------------------------------------------------------
