@@ -23,12 +23,23 @@ Event-time exponential weighting
 Every term (a squared return, or a finalised HY cross product) is weighted by
 ``2 ** (-(now - t_term) / H)`` for a half-life ``H`` in seconds. A variance *rate* is
 ``S / T`` where ``T`` is the equally weighted elapsed time, ``T <- d * T + dt`` with
-``d = 2 ** (-dt / H)``. Decay is applied lazily: terms are stored multiplied by
-``2 ** ((t - anchor) / H)``, the ratio ``S / T`` needs no rescaling, and all state is rebased
-when the exponent grows large. Each entry is seeded RiskMetrics-style by its first term, as if it
-had been observed forever: ``S = x / (1 - d)``, ``T = dt / (1 - d)``. Hence on regularly spaced
-synchronous data ``S / T * dt`` equals ``pandas.Series.ewm(alpha=1 - d, adjust=False).mean()`` of
-the return products.
+``d = 2 ** (-dt / H)``, both started at zero when the entry receives its first term. Decay is
+applied lazily: terms are stored multiplied by ``2 ** ((t - anchor) / H)``, the ratio ``S / T``
+needs no rescaling, and all state is rebased when the exponent grows large.
+
+On regularly spaced synchronous data ``S / T * dt`` is the RiskMetrics recursion normalised by
+the sum of its weights, i.e. exactly ``pandas.Series.ewm(alpha=1 - d, adjust=True).mean()`` of
+the return products, and it equals the recursion seeded with the first outer product
+(``adjust=False``) once the start has decayed (after k steps the two differ by a factor
+``d ** k``). We do not seed: in event time the seed would give the first return, perhaps over
+a 0.1 s interval, the weight of ``H / (0.1 s * ln 2)`` returns, and a single noisy product
+would set the correlation for several half-lives.
+
+Limits: the estimator is zero-mean (RiskMetrics). Under a strong common trend the HY cross
+terms, which span the union of overlapping intervals, pick up more of the trend than the
+variance terms of the slower symbol's intervals do, and the correlation reads high (the PSD
+repair then caps it at 1). Microstructure noise (bid-ask bounce) inflates the variance terms at
+the highest frequencies; trade or mid prices sampled by the venue keep it small.
 
 The per-tick kernel is plain Python over NumPy arrays, compiled with numba when available; its
 uncompiled form is the reference path.
@@ -94,17 +105,18 @@ def _add_term(
     off: FloatArray,
     cnt: IntArray,
 ) -> None:
-    """Add one finalised term to entry (i, j) of every horizon, seeding a fresh entry."""
+    """Add one finalised term to entry (i, j) of every horizon, starting a fresh entry's clock.
+
+    A fresh entry's elapsed time starts with ``dt``, the time from the start of its first
+    interval to ``t``.
+    """
     if cnt[i, j] == 0 and not dt > 0.0:
         return  # a zero-length first interval carries no rate: wait for the next term
     for h in range(hl.shape[0]):
         w = 2.0 ** ((t - clock[1 + h]) / hl[h])
         if cnt[i, j] == 0:
-            inv = 1.0 / -math.expm1(-dt * math.log(2.0) / hl[h])
-            s[h, i, j] += term * w * inv
-            off[h, i, j] = w * dt * inv - g[h]
-        else:
-            s[h, i, j] += term * w
+            off[h, i, j] = w * dt - g[h]
+        s[h, i, j] += term * w
     cnt[i, j] += 1
 
 
@@ -150,7 +162,7 @@ def _tick_kernel(
     for i in range(k):
         if not math.isnan(pend[2, i, k]):
             term = pend[0, i, k] * y - pend[1, i, k]
-            _add_term(i, k, term, last_t[i] - pend[2, i, k], t, clock, hl, g, s, off, cnt)
+            _add_term(i, k, term, t - pend[2, i, k], t, clock, hl, g, s, off, cnt)
             pend[0, i, k] = 0.0
             pend[1, i, k] = 0.0
             pend[2, i, k] = math.nan
