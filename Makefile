@@ -30,7 +30,7 @@ run: install
 	$(VENV)/bin/riskmon run --config $(CONFIG)
 
 demo: install
-	$(VENV)/bin/riskmon demo --config $(CONFIG)
+	$(VENV)/bin/riskmon demo
 
 replay-example: install
 	$(VENV)/bin/riskmon replay ../shared/data/market/binance_spot_5m_2025H1.parquet \

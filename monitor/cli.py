@@ -1,6 +1,6 @@
 """The ``riskmon`` command line: check-config, replay, run, demo.
 
-Exit codes: 0 success, 2 a user error (bad config, bad data, unavailable command), 1 a bug.
+Exit codes: 0 success, 2 a user error (bad config, bad data), 1 a bug.
 """
 
 from __future__ import annotations
@@ -32,9 +32,15 @@ def _parser() -> argparse.ArgumentParser:
         "--candle-interval", default=None, help='candle length, e.g. "5m" (default: inferred)'
     )
     rep.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    for name, text in (("run", "run the live daemon"), ("demo", "run against the simulator")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
+    run = sub.add_parser("run", help="run the live daemon")
+    run.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
+    run.add_argument("--duration", default=None, help='stop after this long, e.g. "10m"')
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    demo = sub.add_parser("demo", help="run offline against the bundled exchange simulator")
+    demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))
+    demo.add_argument("--duration", default="90s", help='stop after this long (default "90s")')
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     return parser
 
 
@@ -46,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.file)
         if args.command == "replay":
             return _replay(args)
-        return _not_yet(args.command)
+        if args.command == "run":
+            return _run(args)
+        return _demo(args)
     except RiskmonError as exc:
         print(f"riskmon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -72,11 +80,11 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, option: str = "--candle-interval") -> float:
     try:
         return parse_duration(text)
     except ValueError as exc:
-        raise RiskmonError(f"--candle-interval: {exc}") from exc
+        raise RiskmonError(f"{option}: {exc}") from exc
 
 
 def _print_summary(summary: object, out: TextIO) -> None:
@@ -105,13 +113,30 @@ def _print_summary(summary: object, out: TextIO) -> None:
     print("\n".join(lines), file=out)
 
 
-def _not_yet(command: str) -> int:
-    print(
-        f"riskmon {command}: the live daemon arrives with the websocket feeds (issue #3); "
-        "use `riskmon replay` for historical data meanwhile",
-        file=sys.stderr,
-    )
-    return EXIT_USAGE
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.live import console_alert, run_daemon
+    from monitor.logs import configure_logging
+
+    config = load_config(args.config)
+    configure_logging(args.log_level)
+    duration = None if args.duration is None else _duration(args.duration, "--duration")
+    asyncio.run(run_daemon(config, duration_s=duration, listeners=(console_alert(),)))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.demo import run_demo
+    from monitor.logs import configure_logging
+
+    config = load_config(args.config)
+    configure_logging(args.log_level)
+    duration = _duration(args.duration, "--duration")
+    asyncio.run(run_demo(config, duration_s=duration, speed=args.speed, out=sys.stdout))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -174,6 +174,53 @@ class ReplayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     snapshot_interval: PositiveDuration = _seconds("1m")
 
 
+Venue = Literal[
+    "binance", "binance-usdm", "coinbase", "kraken", "okx", "bybit", "bybit-spot", "deribit"
+]
+PriceChoice = Literal["trade", "mid", "mark"]
+
+
+class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One ``[[feeds]]`` entry: native instruments of one venue and how to price them.
+
+    Attributes:
+        venue: venue protocol.
+        symbols: native instrument names, e.g. "BTCUSDT" (Binance), "BTC-USD" (Coinbase).
+        price: which price becomes the engine tick: trade, mid (best bid/ask) or mark.
+        url: endpoint override (testnets, proxies, the simulator); the venue default otherwise.
+        stale_after: an instrument silent this long (monotonic clock) is stale.
+        aliases: native name -> engine symbol; names without an alias keep their native name.
+    """
+
+    venue: Venue
+    symbols: Annotated[tuple[Annotated[str, Meta(min_length=1)], ...], Meta(min_length=1)]
+    price: PriceChoice = "trade"
+    url: Annotated[str, Meta(pattern=r"^wss?://")] | None = None
+    stale_after: PositiveDuration = _seconds("30s")
+    aliases: dict[str, Symbol] = msgspec.field(default_factory=dict)
+
+    def engine_symbol(self, native: str) -> str:
+        """The engine symbol a native instrument feeds."""
+        return self.aliases.get(native, native)
+
+
+class LiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[live]``: the daemon's engine loop.
+
+    Attributes:
+        snapshot_interval: event-time seconds between snapshots (and rule evaluations).
+        idle_snapshot: wall-clock seconds after which a snapshot is taken without new ticks,
+            so that staleness rules run while feeds are silent.
+        queue_ticks: ticks buffered between the feeds and the engine; beyond it the oldest
+            are dropped and counted (dropping only coarsens the sampling: the estimator works
+            on price levels, so no return is lost or biased).
+    """
+
+    snapshot_interval: PositiveDuration = _seconds("1s")
+    idle_snapshot: PositiveDuration = _seconds("5s")
+    queue_ticks: Annotated[int, Meta(ge=100)] = 100_000
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole validated configuration.
 
@@ -184,6 +231,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         portfolios: ``[[portfolios]]``, in file order.
         rules: ``[[rules]]``, in file order.
         replay: ``[replay]``.
+        feeds: ``[[feeds]]``, in priority order: for an engine symbol fed by several venues the
+            first fresh one prices it.
+        live: ``[live]``.
         source: path of the file the configuration was loaded from.
     """
 
@@ -193,6 +243,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     portfolios: tuple[PortfolioConfig, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
     replay: ReplayConfig = ReplayConfig()
+    feeds: tuple[FeedConfig, ...] = ()
+    live: LiveConfig = LiveConfig()
     source: str = ""
 
     @property

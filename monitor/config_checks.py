@@ -19,11 +19,14 @@ if TYPE_CHECKING:  # monitor.config imports this module at run time
     from monitor.config import (
         Config,
         EstimatorConfig,
+        FeedConfig,
         PortfolioConfig,
         RiskConfig,
         RuleConfig,
         UniverseConfig,
     )
+
+MARK_VENUES = frozenset({"binance-usdm", "bybit", "deribit"})
 
 Key = tuple[str | int, ...]
 """A path into the TOML document: ``("rules", 2, "op")`` is ``[[rules]][2] op``."""
@@ -73,6 +76,23 @@ def find_problems(config: Config) -> Iterator[Problem]:
     yield from _duplicate_names(config.rules, "rules")
     for index, rule in enumerate(config.rules):
         yield from _rule_problems(("rules", index), rule, config)
+    for index, feed in enumerate(config.feeds):
+        yield from _feed_problems(("feeds", index), feed)
+
+
+def _feed_problems(key: Key, feed: FeedConfig) -> Iterator[Problem]:
+    duplicate = _first_duplicate(feed.symbols)
+    if duplicate is not None:
+        yield Problem((*key, "symbols"), f"{show_value(feed.symbols[duplicate])} appears twice")
+    for native in feed.aliases:
+        if native not in feed.symbols:
+            yield Problem((*key, "aliases"), f"alias for {show_value(native)}, not in symbols")
+    if feed.price == "mark" and feed.venue not in MARK_VENUES:
+        yield Problem(
+            (*key, "price"),
+            f'"mark" is not published by {feed.venue}; expected one of '
+            + ", ".join(sorted(MARK_VENUES)),
+        )
 
 
 def _first_duplicate(values: Sequence[Hashable]) -> int | None:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from monitor.engine import Engine
 from monitor.model import AlertEvent
-from monitor.rules import RuleEngine
+from monitor.rules import MetricReader, RuleEngine
 from monitor.snapshot import RiskSnapshot
 
 SnapshotSink = Callable[[RiskSnapshot, list[AlertEvent]], None]
@@ -39,8 +39,14 @@ class SnapshotClock:
     """Cuts an ordered tick stream at snapshot boundaries and emits snapshots and events."""
 
     def __init__(
-        self, engine: Engine, rules: RuleEngine, interval_s: float, sink: SnapshotSink
+        self,
+        engine: Engine,
+        rules: RuleEngine,
+        interval_s: float,
+        sink: SnapshotSink,
+        extra: MetricReader | None = None,
     ) -> None:
+        self._extra = extra
         self._engine = engine
         self._rules = rules
         self._interval = interval_s
@@ -66,6 +72,18 @@ class SnapshotClock:
                     self._next += self._interval
             start = end
 
+    def advance_to(self, ts: float) -> None:
+        """Emit every snapshot whose boundary is at or before ``ts`` without new ticks.
+
+        The live daemon calls this when feeds are quiet, so rules (e.g. on feed staleness)
+        keep being evaluated.
+        """
+        if self._next is None:
+            self._next = math.ceil(ts / self._interval) * self._interval
+        while self._next <= ts:
+            self._emit(self._next)
+            self._next += self._interval
+
     def finish(self) -> None:
         """Emit the snapshot at the boundary after the last tick."""
         if self._next is not None:
@@ -74,7 +92,7 @@ class SnapshotClock:
 
     def _emit(self, boundary: float) -> None:
         snap = self._engine.snapshot(boundary)
-        self._sink(snap, self._rules.evaluate(snap))
+        self._sink(snap, self._rules.evaluate(snap, self._extra))
         self.snapshots += 1
 
 

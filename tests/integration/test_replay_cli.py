@@ -177,7 +177,37 @@ def test_shipped_configs_are_valid() -> None:
         assert main(["check-config", str(root / "config" / name)]) == 0
 
 
-def test_run_says_it_is_not_available_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    """Until the live feeds exist the daemon exits 2 with a pointer to replay."""
-    assert main(["run"]) == 2
-    assert "replay" in capsys.readouterr().err
+def test_run_keeps_retrying_an_unreachable_venue_and_stops_on_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`riskmon run --duration` with nothing listening: retries, logs, exits 0 on time."""
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: connections are refused
+    config = tmp_path / "run.toml"
+    config.write_text(
+        textwrap.dedent(CONFIG)
+        + textwrap.dedent(
+            f"""
+            [[feeds]]
+            venue = "binance"
+            symbols = ["AAAUSDT"]
+            url = "ws://127.0.0.1:{port}"
+            """
+        )
+    )
+    started = time.monotonic()
+    assert main(["run", "--config", str(config), "--duration", "2s"]) == 0
+    assert time.monotonic() - started < 8
+    assert "feed_disconnected" in capsys.readouterr().err
+
+
+def test_run_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The daemon refuses to start on an invalid config and says why."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[universe]\nsymbols = ["BTCUSDT"]\n[[feeds]]\nvenue = "ftx"\nsymbols = ["X"]\n')
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "[[feeds]][0] venue" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""From venue quotes to engine ticks: symbol mapping, venue failover and staleness.
+
+Each ``[[feeds]]`` instrument is a *source* of one engine symbol (its alias, or its native
+name). Sources of the same engine symbol are ranked in config order; the first source that is
+fresh (a quote of the configured price kind within ``stale_after`` on the monotonic clock)
+prices the symbol, and the others stand by. When the primary goes silent the next fresh source
+takes over at once; when it comes back it takes over again. A switch between venues can show
+the basis between them (e.g. USD vs USDT) as one return.
+
+Staleness is tracked per instrument, so one silent symbol on a busy connection is noticed.
+Time is passed in (``mono``), so this module is pure and testable without an event loop.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from feeds.events import FeedEvent, OptionQuote, PriceKind, Quote, Status
+from monitor.config import FeedConfig
+from monitor.model import Tick
+
+SourceKey = tuple[int, str]
+"""(index of the [[feeds]] entry, native instrument)."""
+
+
+@dataclass(slots=True)
+class Source:
+    """One instrument of one feed entry."""
+
+    feed: int
+    venue: str
+    instrument: str
+    symbol: str
+    kind: PriceKind
+    stale_after_s: float
+    last_seen: float
+    stale: bool = False
+
+
+class TickBuffer:
+    """The bounded buffer between feeds and engine.
+
+    Overflow policy: when full, the oldest ticks are dropped and counted. Dropping a tick only
+    coarsens the sampling of its symbol (the estimator works on price levels), so no return is
+    lost or biased; memory stays bounded when the engine falls behind.
+    """
+
+    def __init__(self, max_ticks: int) -> None:
+        self._ticks: deque[Tick] = deque(maxlen=max_ticks)
+        self.dropped = 0
+        self.pushed = 0
+
+    def push(self, tick: Tick) -> None:
+        """Append a tick, dropping the oldest when full."""
+        if len(self._ticks) == self._ticks.maxlen:
+            self.dropped += 1
+        self._ticks.append(tick)
+        self.pushed += 1
+
+    def drain(self) -> list[Tick]:
+        """Everything buffered, oldest first; the buffer is empty afterwards."""
+        ticks = list(self._ticks)
+        self._ticks.clear()
+        return ticks
+
+    def __len__(self) -> int:
+        return len(self._ticks)
+
+
+_KINDS = {"trade": PriceKind.TRADE, "mid": PriceKind.MID, "mark": PriceKind.MARK}
+
+
+@dataclass(slots=True)
+class Router:
+    """Maps quotes to ticks and tracks every source's freshness.
+
+    Args:
+        feeds: the configured feeds, in priority order.
+        buffer: where accepted ticks go.
+        start_mono: monotonic time at start; silence is counted from it.
+    """
+
+    feeds: Sequence[FeedConfig]
+    buffer: TickBuffer
+    start_mono: float
+    sources: dict[tuple[str, str], list[Source]] = field(init=False)
+    by_symbol: dict[str, list[Source]] = field(init=False)
+    standby: Counter[str] = field(default_factory=Counter, init=False)
+    statuses: Counter[tuple[str, str]] = field(default_factory=Counter, init=False)
+    options: dict[str, OptionQuote] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.sources, self.by_symbol = {}, {}
+        for index, feed in enumerate(self.feeds):
+            for native in feed.symbols:
+                src = Source(
+                    index,
+                    feed.venue,
+                    native,
+                    feed.engine_symbol(native),
+                    _KINDS[feed.price],
+                    float(feed.stale_after),
+                    self.start_mono,
+                )
+                self.sources.setdefault((feed.venue, native), []).append(src)
+                self.by_symbol.setdefault(src.symbol, []).append(src)
+
+    def on_events(self, venue: str, events: list[FeedEvent], mono: float) -> None:
+        """Route one frame's events; quotes of the configured kind become ticks."""
+        for event in events:
+            if isinstance(event, Quote):
+                self._quote(event, mono)
+            elif isinstance(event, OptionQuote):
+                self.options[event.instrument] = event
+            elif isinstance(event, Status):
+                self.statuses[(venue, event.kind.value)] += 1
+
+    def _quote(self, quote: Quote, mono: float) -> None:
+        for src in self.sources.get((quote.venue, quote.instrument), ()):
+            if src.kind is not quote.kind:
+                continue
+            src.last_seen = mono
+            src.stale = False
+            if self.active(src.symbol, mono) is src:
+                self.buffer.push(Tick(quote.ts, src.symbol, quote.price))
+            else:
+                self.standby[src.symbol] += 1
+
+    def active(self, symbol: str, mono: float) -> Source | None:
+        """The source pricing ``symbol`` now: the first fresh one, else the latest seen."""
+        ranked = self.by_symbol.get(symbol, [])
+        for src in ranked:
+            if mono - src.last_seen <= src.stale_after_s:
+                return src
+        return max(ranked, key=lambda s: s.last_seen, default=None)
+
+    def check(self, mono: float) -> tuple[list[Source], list[Source]]:
+        """Sources that went stale since the last check, and sources still stale."""
+        newly: list[Source] = []
+        still: list[Source] = []
+        for group in self.sources.values():
+            for src in group:
+                if mono - src.last_seen > src.stale_after_s:
+                    (still if src.stale else newly).append(src)
+                    src.stale = True
+        return newly, still
+
+    def staleness(self, mono: float) -> Mapping[tuple[str, str], float]:
+        """Seconds since each (venue, instrument) last delivered its configured price."""
+        return {key: mono - max(s.last_seen for s in group) for key, group in self.sources.items()}
+
+    def staleness_metric(self, labels: Mapping[str, str], mono: float) -> float | None:
+        """``feed_staleness_seconds`` for rule labels ``venue`` and ``symbol`` (native name)."""
+        group = self.sources.get((labels.get("venue", ""), labels.get("symbol", "")))
+        if not group:
+            return None
+        return mono - max(s.last_seen for s in group)

@@ -1,0 +1,258 @@
+"""The one session layer: owns a websocket per connection plan, for every venue.
+
+Venue knowledge stays in the :class:`~feeds.venue.VenueSpec`; this module only moves frames.
+A :class:`Connection` runs forever: connect, send the venue's greeting and subscribe frames at
+the venue's rate, receive and hand frames to the parser, answer what the parser asks it to
+answer, ping when idle, refresh subscriptions on request, replace itself before the venue's
+connection lifetime runs out (opening the new socket first, so there is no gap), and reconnect
+with a capped, jittered backoff that does not reset on a connection that dies young.
+
+Overflow policy: nothing is queued here. Parsed events go synchronously to the sink (the
+router), which owns the one bounded tick buffer of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+from websockets.asyncio.client import connect as ws_connect
+
+from feeds.backoff import Backoff, is_transient
+from feeds.events import FeedEvent, FeedParseError, PriceKind, Reply, Status, StatusKind
+from feeds.venue import ConnectionPlan, Parser, VenueSpec
+
+log = structlog.get_logger("riskmon.feeds")
+
+EventSink = Callable[[str, list[FeedEvent], float], None]
+"""(venue, events, monotonic receive time) -> None; must not block."""
+
+
+class Socket(Protocol):
+    """The part of a websockets client connection the session uses."""
+
+    async def recv(self) -> str | bytes: ...
+    async def send(self, message: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+Connector = Callable[[str], Awaitable[Socket]]
+
+
+def default_connector(max_size: int = 1 << 20, open_timeout_s: float = 10.0) -> Connector:
+    """websockets' client with a bounded message size and handshake timeout."""
+
+    async def open_socket(url: str) -> Socket:
+        return await ws_connect(
+            url,
+            max_size=max_size,
+            open_timeout=open_timeout_s,
+            ping_interval=20.0,
+            ping_timeout=20.0,
+            max_queue=64,
+            close_timeout=1.0,
+        )
+
+    return open_socket
+
+
+@dataclass(slots=True)
+class FeedStats:
+    """Counters of one connection, read by the metrics collector."""
+
+    venue: str
+    url: str
+    connected: bool = False
+    connections: int = 0
+    reconnects: int = 0
+    messages: int = 0
+    parse_errors: int = 0
+    gaps: int = 0
+    venue_errors: int = 0
+    resubscribes: int = 0
+    last_error: str = ""
+
+
+class _RestartError(Exception):
+    """The connection must be replaced (maintenance notice, dead connection)."""
+
+
+@dataclass(slots=True)
+class Connection:
+    """One connection plan of one venue, kept alive until cancelled.
+
+    Args:
+        spec: the venue's protocol description.
+        plan: URL, subscribe frames and instruments of this connection.
+        kind: the price kind the instruments are subscribed for.
+        sink: receives parsed events.
+        connector: opens a socket (injectable for tests).
+        backoff: reconnect policy.
+        dead_after_s: no frame at all for this long (pings answered or not) restarts the socket.
+    """
+
+    spec: VenueSpec
+    plan: ConnectionPlan
+    kind: PriceKind
+    sink: EventSink
+    connector: Connector = field(default_factory=default_connector)
+    backoff: Backoff = field(default_factory=Backoff)
+    dead_after_s: float = 60.0
+    stats: FeedStats = field(init=False)
+    _resubscribe: set[str] = field(default_factory=set, init=False)
+    _got_frame: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.stats = FeedStats(self.spec.name, self.plan.url)
+
+    def request_resubscribe(self, instruments: Sequence[str]) -> None:
+        """Ask for the subscriptions of ``instruments`` to be refreshed on the live socket."""
+        self._resubscribe.update(i for i in instruments if i in self.plan.instruments)
+
+    async def run(self) -> None:
+        """Connect, pump and reconnect forever (until cancelled)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started, transient = loop.time(), True
+            self._got_frame = False
+            try:
+                sock, parser = await self._open()
+                await self._pump(sock, parser, started)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except _RestartError as exc:
+                log.info("feed_restart", venue=self.spec.name, reason=str(exc))
+            except Exception as exc:  # classified: transient errors back off, others wait long
+                transient = is_transient(exc)
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                level = log.warning if transient else log.error
+                level(
+                    "feed_disconnected",
+                    venue=self.spec.name,
+                    url=self.plan.url,
+                    error=self.stats.last_error,
+                    exc_info=not transient,
+                )
+            finally:
+                self.stats.connected = False
+            self.backoff.connection_ended(loop.time() - started, self._got_frame)
+            delay = self.backoff.next_delay(transient)
+            self.stats.reconnects += 1
+            await asyncio.sleep(delay)
+
+    async def _open(self) -> tuple[Socket, Parser]:
+        sock = await self.connector(self.plan.url)
+        try:
+            for frame in self.spec.on_connect:
+                await sock.send(frame)
+            await self._send_paced(sock, self.plan.subscribe)
+        except BaseException:
+            await sock.close()
+            raise
+        self.stats.connections += 1
+        self.stats.connected = True
+        log.info(
+            "feed_connected",
+            venue=self.spec.name,
+            url=self.plan.url,
+            instruments=len(self.plan.instruments),
+        )
+        return sock, self.spec.new_parser()
+
+    async def _send_paced(self, sock: Socket, frames: Sequence[str]) -> None:
+        """Send frames no faster than the venue's subscribe rate."""
+        gap = 1.0 / self.plan.subscribe_rate_hz
+        for n, frame in enumerate(frames):
+            if n:
+                await asyncio.sleep(gap)
+            await sock.send(frame)
+
+    async def _pump(self, sock: Socket, parser: Parser, opened: float) -> None:
+        """Receive until the socket fails or must be replaced (always ends with an exception)."""
+        loop = asyncio.get_running_loop()
+        last_frame = last_ping = loop.time()
+        try:
+            while True:
+                ping = self.spec.idle_ping if self.spec.ping_when_busy else None
+                if ping and loop.time() - last_ping >= self.spec.idle_ping_s:
+                    await sock.send(ping)
+                    last_ping = loop.time()
+                if self.plan.max_lifetime_s and loop.time() - opened > self.plan.max_lifetime_s:
+                    sock, parser, opened = await self._replace(sock)
+                await self._flush_resubscribe(sock)
+                try:
+                    async with asyncio.timeout(min(self.spec.idle_ping_s, 1.0)):
+                        raw = await sock.recv()
+                except TimeoutError:
+                    idle = loop.time() - last_frame
+                    if idle > self.dead_after_s:
+                        raise _RestartError(f"no frame for {idle:.0f} s") from None
+                    if self.spec.idle_ping and idle >= self.spec.idle_ping_s:
+                        await sock.send(self.spec.idle_ping)
+                        last_frame = loop.time()  # one ping per idle interval
+                    continue
+                self._got_frame = True
+                last_frame = loop.time()
+                await self._handle(sock, parser, raw, last_frame)
+        finally:
+            await sock.close()
+
+    async def _handle(self, sock: Socket, parser: Parser, raw: str | bytes, mono: float) -> None:
+        self.stats.messages += 1
+        try:
+            events = parser.parse(raw, time.time())
+        except FeedParseError as exc:
+            self.stats.parse_errors += 1
+            if self.stats.parse_errors <= 10 or self.stats.parse_errors % 1000 == 0:
+                log.warning(
+                    "feed_parse_error",
+                    venue=self.spec.name,
+                    error=str(exc),
+                    total=self.stats.parse_errors,
+                )
+            return
+        restart = None
+        for event in events:
+            if isinstance(event, Reply):
+                await sock.send(event.payload)
+            elif isinstance(event, Status):
+                restart = self._status(event) or restart
+        self.sink(self.spec.name, events, mono)
+        if restart:
+            raise _RestartError(restart)
+
+    def _status(self, event: Status) -> str | None:
+        if event.kind is StatusKind.GAP:
+            self.stats.gaps += 1
+            log.warning("feed_gap", venue=self.spec.name, detail=event.detail)
+        elif event.kind is StatusKind.ERROR:
+            self.stats.venue_errors += 1
+            log.warning("feed_venue_error", venue=self.spec.name, detail=event.detail)
+        elif event.kind is StatusKind.MAINTENANCE:
+            return f"maintenance notice: {event.detail}"
+        return None
+
+    async def _flush_resubscribe(self, sock: Socket) -> None:
+        if not self._resubscribe or self.spec.resubscribe is None:
+            self._resubscribe.clear()
+            return
+        instruments = sorted(self._resubscribe)
+        self._resubscribe.clear()
+        self.stats.resubscribes += 1
+        log.info("feed_resubscribe", venue=self.spec.name, instruments=instruments)
+        await self._send_paced(sock, self.spec.resubscribe(instruments, self.kind))
+
+    async def _replace(self, old: Socket) -> tuple[Socket, Parser, float]:
+        """Open the successor first, wait for its first frame, then close the old socket."""
+        loop = asyncio.get_running_loop()
+        sock, parser = await self._open()
+        async with asyncio.timeout(self.dead_after_s):
+            first = await sock.recv()
+        await old.close()
+        log.info("feed_rotated", venue=self.spec.name, url=self.plan.url)
+        await self._handle(sock, parser, first, loop.time())
+        return sock, parser, loop.time()

@@ -1,0 +1,1 @@
+"""One pure protocol module per venue: connection plans, subscribe frames and a parser."""

@@ -1,0 +1,261 @@
+"""Binance spot and USD-M futures: combined-stream connection plans and a sans-I/O parser.
+
+Streams are named in the URL (``/stream?streams=btcusdt@trade/btcusdt@bookTicker``), so no
+subscribe frame is needed; every message then arrives wrapped as ``{"stream":..., "data":...}``.
+The parser also accepts unwrapped raw-stream frames. USD-M routes streams by path: ``/public``
+carries ``@bookTicker`` and depth, ``/market`` carries ``@aggTrade`` and ``@markPrice``; the root
+URL accepts ``/market`` streams and then sends nothing, so root URLs are never built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.venue import ConnectionPlan, VenueSpec
+from monitor.errors import ConfigError
+
+SPOT_URL: Final = "wss://stream.binance.com:9443"
+USDM_URL: Final = "wss://fstream.binance.com"
+MAX_STREAMS_PER_CONNECTION: Final = 1024
+MAX_LIFETIME_S: Final = 23.5 * 3600.0  # the venue cuts every connection at 24 h
+UNSUBSCRIBE_ID: Final = 1
+SUBSCRIBE_ID: Final = 2
+
+Route = tuple[str, str]  # (URL path before /stream, stream name suffix)
+
+SPOT_ROUTES: Final[Mapping[PriceKind, Route]] = {
+    PriceKind.TRADE: ("", "trade"),
+    PriceKind.MID: ("", "bookTicker"),
+}
+USDM_ROUTES: Final[Mapping[PriceKind, Route]] = {
+    PriceKind.TRADE: ("/market", "aggTrade"),
+    PriceKind.MID: ("/public", "bookTicker"),
+    PriceKind.MARK: ("/market", "markPrice@1s"),
+    PriceKind.INDEX: ("/market", "markPrice@1s"),  # markPriceUpdate carries the index too
+}
+_BOOK_KEYS: Final = frozenset({"u", "s", "b", "a"})
+
+
+def _route(venue: str, routes: Mapping[PriceKind, Route], kind: PriceKind) -> Route:
+    """The route of a price kind, or a ConfigError naming the kinds the venue offers."""
+    try:
+        return routes[kind]
+    except KeyError:
+        offered = ", ".join(sorted(routes))
+        raise ConfigError(f"{venue}: price kind '{kind}' is not offered; use {offered}") from None
+
+
+def stream_names(
+    routes: Mapping[PriceKind, Route], instruments: Sequence[str], kind: PriceKind
+) -> list[str]:
+    """Lower-case stream names, e.g. ``btcusdt@bookTicker``, one per distinct instrument."""
+    suffix = routes[kind][1]
+    return [f"{symbol.lower()}@{suffix}" for symbol in dict.fromkeys(instruments)]
+
+
+def plan_connections(
+    venue: str,
+    routes: Mapping[PriceKind, Route],
+    url: str,
+    instruments: Sequence[str],
+    kind: PriceKind,
+) -> list[ConnectionPlan]:
+    """Combined-stream URLs, at most 1024 streams each, reconnecting before the 24 h cut.
+
+    Args:
+        venue: venue name, for error messages.
+        routes: price kind -> (URL path, stream suffix).
+        url: the host root, e.g. ``wss://fstream.binance.com`` (no path).
+        instruments: native symbols, e.g. ``BTCUSDT``.
+        kind: the price kind to subscribe.
+
+    Raises:
+        ConfigError: the venue does not offer ``kind``.
+    """
+    path = _route(venue, routes, kind)[0]
+    symbols = list(dict.fromkeys(instruments))
+    plans = []
+    for start in range(0, len(symbols), MAX_STREAMS_PER_CONNECTION):
+        chunk = symbols[start : start + MAX_STREAMS_PER_CONNECTION]
+        streams = "/".join(stream_names(routes, chunk, kind))
+        plans.append(
+            ConnectionPlan(
+                url=f"{url.rstrip('/')}{path}/stream?streams={streams}",
+                subscribe=(),
+                instruments=tuple(chunk),
+                max_lifetime_s=MAX_LIFETIME_S,
+            )
+        )
+    return plans
+
+
+def resubscribe_frames(
+    venue: str, routes: Mapping[PriceKind, Route], instruments: Sequence[str], kind: PriceKind
+) -> list[str]:
+    """UNSUBSCRIBE then SUBSCRIBE frames for the streams of ``instruments`` on a live connection.
+
+    The ids are fixed (UNSUBSCRIBE_ID, SUBSCRIBE_ID) so that the parser can tell the two acks
+    apart without keeping state.
+    """
+    _route(venue, routes, kind)
+    params = stream_names(routes, instruments, kind)
+    return [
+        _request("UNSUBSCRIBE", params, UNSUBSCRIBE_ID),
+        _request("SUBSCRIBE", params, SUBSCRIBE_ID),
+    ]
+
+
+def _request(method: str, params: list[str], request_id: int) -> str:
+    return msgspec.json.encode({"method": method, "params": params, "id": request_id}).decode()
+
+
+class BinanceParser:
+    """Turns one Binance frame into quotes and status events. Stateless; raises FeedParseError.
+
+    Trades (``trade``, ``aggTrade``) give TRADE at the trade time ``T``; ``bookTicker`` gives MID
+    at ``T`` (futures) or the receive time (spot frames carry no time); ``markPriceUpdate`` gives
+    MARK and INDEX at the event time ``E`` (its ``T`` is the next funding time). Depth, kline and
+    unknown events give ``[]``. A non-positive price (an empty book side) counts as absent.
+    """
+
+    def __init__(self, venue: str) -> None:
+        self._venue = venue
+        self._handlers: dict[str, Callable[[dict[str, Any], float], list[FeedEvent]]] = {
+            "trade": self._trade,
+            "aggTrade": self._trade,
+            "bookTicker": self._book_ticker,
+            "markPriceUpdate": self._mark_price,
+        }
+
+    def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
+        """Parse one frame received at ``recv_ts`` (Unix seconds)."""
+        message = _decode(raw)
+        if "stream" in message and "data" in message:
+            data = message["data"]
+            if not isinstance(data, dict):
+                raise FeedParseError(f"binance: 'data' is not an object: {data!r:.80}")
+            message = data
+        event = message.get("e")
+        if event is None:
+            return self._untyped(message, recv_ts)
+        if not isinstance(event, str):
+            raise FeedParseError(f"binance: event type is not a string: {event!r:.80}")
+        handler = self._handlers.get(event)
+        return handler(message, recv_ts) if handler else []
+
+    def _untyped(self, message: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
+        """Replies to requests, errors, and spot bookTicker frames (which carry no ``e``)."""
+        if "result" in message and "id" in message:
+            return [self._ack(message)]
+        if "code" in message or "error" in message:
+            error = message.get("error", message)
+            code, msg = (
+                (error.get("code"), error.get("msg")) if isinstance(error, dict) else ("", error)
+            )
+            return [Status(self._venue, StatusKind.ERROR, detail=f"{code}: {msg}")]
+        if message.keys() >= _BOOK_KEYS:
+            return self._book_ticker(message, recv_ts)
+        return []
+
+    def _ack(self, message: dict[str, Any]) -> Status:
+        result, request_id = message["result"], message["id"]
+        if result is not None:
+            return Status(
+                self._venue, StatusKind.INFO, detail=f"reply {request_id!r:.40}: {result!r:.200}"
+            )
+        if request_id == UNSUBSCRIBE_ID:
+            return Status(self._venue, StatusKind.INFO, detail=f"unsubscribed (id {request_id})")
+        return Status(self._venue, StatusKind.SUBSCRIBED, detail=f"id {request_id!r:.40}")
+
+    def _trade(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
+        symbol, price, ts = _text(data, "s"), _price(data, "p"), _ms(data, "T")
+        if price is None:
+            return []
+        return [Quote(self._venue, symbol, PriceKind.TRADE, price, ts, recv_ts)]
+
+    def _book_ticker(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
+        symbol, bid, ask = _text(data, "s"), _price(data, "b"), _price(data, "a")
+        ts = _ms(data, "T") if "T" in data else _ms(data, "E") if "E" in data else recv_ts
+        if bid is None or ask is None:
+            return []
+        return [Quote(self._venue, symbol, PriceKind.MID, (bid + ask) / 2.0, ts, recv_ts)]
+
+    def _mark_price(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
+        symbol, ts = _text(data, "s"), _ms(data, "E")
+        prices = ((PriceKind.MARK, _price(data, "p")), (PriceKind.INDEX, _price(data, "i")))
+        return [
+            Quote(self._venue, symbol, kind, price, ts, recv_ts)
+            for kind, price in prices
+            if price is not None
+        ]
+
+
+def _decode(raw: str | bytes) -> dict[str, Any]:
+    """A JSON object from a frame, or FeedParseError."""
+    try:
+        message = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeError, RecursionError, TypeError) as exc:
+        raise FeedParseError(f"binance: undecodable frame: {exc}") from exc
+    if not isinstance(message, dict):
+        raise FeedParseError(f"binance: frame is not a JSON object: {message!r:.80}")
+    return message
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise FeedParseError(f"binance: {key!r} must be a non-empty string, got {value!r:.80}")
+    return value
+
+
+def _number(data: dict[str, Any], key: str) -> float:
+    """A finite number given as a JSON number or a decimal string; FeedParseError otherwise."""
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise FeedParseError(f"binance: {key!r} must be a number, got {value!r:.80}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError) as exc:
+        raise FeedParseError(f"binance: {key!r} is not a number: {value!r:.80}") from exc
+    if not math.isfinite(number):
+        raise FeedParseError(f"binance: {key!r} is not finite: {value!r:.80}")
+    return number
+
+
+def _price(data: dict[str, Any], key: str) -> float | None:
+    """A required price; None when empty or non-positive (an empty side of the book)."""
+    if data.get(key) == "":
+        return None
+    price = _number(data, key)
+    return price if price > 0.0 else None
+
+
+def _ms(data: dict[str, Any], key: str) -> float:
+    """A required millisecond timestamp, as Unix seconds."""
+    return _number(data, key) / 1000.0
+
+
+def _spec(name: str, url: str, routes: Mapping[PriceKind, Route]) -> VenueSpec:
+    def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
+        return plan_connections(name, routes, url, instruments, kind)
+
+    def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
+        return resubscribe_frames(name, routes, instruments, kind)
+
+    return VenueSpec(
+        name=name,
+        default_url=url,
+        plan=plan,
+        new_parser=lambda: BinanceParser(name),
+        kinds=frozenset(routes),
+        resubscribe=resubscribe,
+    )
+
+
+BINANCE: Final = _spec("binance", SPOT_URL, SPOT_ROUTES)
+BINANCE_USDM: Final = _spec("binance-usdm", USDM_URL, USDM_ROUTES)

@@ -1,0 +1,216 @@
+"""Kraken spot websocket **v2** public market data: connection plans and a sans-I/O parser.
+
+v2 frames are JSON objects with prices as JSON numbers (msgspec rejects numbers outside the
+float range, so every price is finite): data on ``{"channel": ...}``, request
+acknowledgements on ``{"method": ...}``. The v1 API (``wss://ws.kraken.com``, JSON arrays) is a
+different protocol: its array frames raise :class:`FeedParseError` here, because seeing one means
+the connection points at the wrong endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.venue import ConnectionPlan, Parser, VenueSpec
+from feeds.venues.coinbase import parse_rfc3339
+from monitor.errors import ConfigError
+
+VENUE = "kraken"
+DEFAULT_URL = "wss://ws.kraken.com/v2"
+
+_CHANNELS = {PriceKind.TRADE: "trade", PriceKind.MID: "ticker"}
+# Not a venue limit (none is documented): keeps what one reconnect must re-subscribe bounded.
+_MAX_SYMBOLS_PER_CONNECTION = 100
+_PING = '{"method":"ping"}'
+
+
+# --- wire types ----------------------------------------------------------------------------
+
+
+class _Frame(msgspec.Struct):
+    channel: str | None = None
+    data: msgspec.Raw = msgspec.Raw()
+    method: str | None = None
+    success: bool | None = None
+    error: str | None = None
+    symbol: str | None = None
+    result: msgspec.Raw = msgspec.Raw()
+
+
+class _AckResult(msgspec.Struct):
+    channel: str | None = None
+    symbol: str | None = None
+
+
+class _Trade(msgspec.Struct):
+    symbol: str
+    price: float
+    timestamp: str | None = None
+
+
+class _Ticker(msgspec.Struct):
+    symbol: str
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    timestamp: str | None = None  # newer v2 servers send it; older ones do not
+
+
+class _SystemStatus(msgspec.Struct):
+    system: str | None = None
+    api_version: str | None = None
+    version: str | None = None
+
+
+_FRAME = msgspec.json.Decoder(_Frame)
+_ACK_RESULT = msgspec.json.Decoder(_AckResult | None)
+_TRADES = msgspec.json.Decoder(list[_Trade])
+_TICKERS = msgspec.json.Decoder(list[_Ticker])
+_STATUSES = msgspec.json.Decoder(list[_SystemStatus])
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+class KrakenParser:
+    """Parses the frames of one Kraken v2 connection (stateless)."""
+
+    def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
+        """Parse one frame; see :class:`feeds.venue.Parser`.
+
+        Trade quotes carry the trade's ``timestamp``; ticker quotes carry the ticker's
+        ``timestamp`` when the server sends one, else ``recv_ts``. Quotes are emitted only for
+        positive prices (``last`` is 0 for a pair that has not traded in 24 h).
+
+        Raises:
+            FeedParseError: the frame is malformed, or is a v1 (JSON array) frame.
+        """
+        try:
+            frame = _FRAME.decode(raw)
+            if frame.channel is not None:
+                return self._channel(frame, recv_ts)
+            if frame.method is not None:
+                return self._ack(frame)
+        except msgspec.ValidationError as exc:
+            hint = " (a JSON array: Kraken v1?)" if "got `array`" in str(exc) else ""
+            raise FeedParseError(f"{VENUE}: {exc}{hint}") from None
+        except (msgspec.MsgspecError, RecursionError, UnicodeError) as exc:
+            raise FeedParseError(f"{VENUE}: {exc}") from None
+        raise FeedParseError(f"{VENUE}: frame has neither channel nor method")
+
+    def _channel(self, frame: _Frame, recv_ts: float) -> list[FeedEvent]:
+        channel = frame.channel
+        if channel == "heartbeat":
+            return [Status(VENUE, StatusKind.HEARTBEAT)]
+        if channel not in ("trade", "ticker", "status"):
+            return []  # book, ohlc, instrument, ...: not needed
+        if not frame.data:
+            raise FeedParseError(f"{VENUE}: {channel} frame without data")
+        if channel == "trade":
+            return _trades(_TRADES.decode(frame.data), recv_ts)
+        if channel == "ticker":
+            return _tickers(_TICKERS.decode(frame.data), recv_ts)
+        return [_status(status) for status in _STATUSES.decode(frame.data)]
+
+    def _ack(self, frame: _Frame) -> list[FeedEvent]:
+        if frame.method == "pong":
+            return [Status(VENUE, StatusKind.HEARTBEAT, "pong")]
+        if frame.method not in ("subscribe", "unsubscribe"):
+            return []
+        result = _ACK_RESULT.decode(frame.result) if frame.result else None
+        symbol = result.symbol if result is not None and result.symbol else frame.symbol
+        channel = result.channel if result is not None and result.channel else ""
+        if frame.success is not True:
+            detail = frame.error or f"{frame.method} failed"
+            return [Status(VENUE, StatusKind.ERROR, detail, symbol)]
+        if frame.method == "unsubscribe":
+            return [Status(VENUE, StatusKind.INFO, f"unsubscribed {channel}".rstrip(), symbol)]
+        return [Status(VENUE, StatusKind.SUBSCRIBED, channel, symbol)]
+
+
+def _trades(trades: list[_Trade], recv_ts: float) -> list[FeedEvent]:
+    quotes: list[Quote] = []
+    for trade in trades:
+        if trade.price <= 0.0:
+            continue
+        ts = parse_rfc3339(trade.timestamp) if trade.timestamp else recv_ts
+        quotes.append(Quote(VENUE, trade.symbol, PriceKind.TRADE, trade.price, ts, recv_ts))
+    quotes.sort(key=lambda quote: quote.ts)
+    out: list[FeedEvent] = []
+    out.extend(quotes)
+    return out
+
+
+def _tickers(tickers: list[_Ticker], recv_ts: float) -> list[FeedEvent]:
+    out: list[FeedEvent] = []
+    for ticker in tickers:
+        ts = parse_rfc3339(ticker.timestamp) if ticker.timestamp else recv_ts
+        bid, ask, last = ticker.bid, ticker.ask, ticker.last
+        if bid is not None and ask is not None and 0.0 < bid <= ask:
+            mid = (bid + ask) / 2.0
+            out.append(Quote(VENUE, ticker.symbol, PriceKind.MID, mid, ts, recv_ts))
+        if last is not None and last > 0.0:
+            out.append(Quote(VENUE, ticker.symbol, PriceKind.TRADE, last, ts, recv_ts))
+    return out
+
+
+def _status(status: _SystemStatus) -> Status:
+    fields = {"system": status.system, "api": status.api_version, "version": status.version}
+    detail = " ".join(f"{key}={value}" for key, value in fields.items() if value is not None)
+    return Status(VENUE, StatusKind.INFO, detail)
+
+
+# --- plans ---------------------------------------------------------------------------------
+
+
+def _frame(method: str, channel: str, symbols: Sequence[str]) -> str:
+    message = {"method": method, "params": {"channel": channel, "symbol": list(symbols)}}
+    return msgspec.json.encode(message).decode()
+
+
+def _channel_name(kind: PriceKind) -> str:
+    try:
+        return _CHANNELS[kind]
+    except KeyError:
+        raise ConfigError(f"{VENUE} delivers trade and mid prices, not {kind.value}") from None
+
+
+def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
+    """Connection plans for Kraken v2 symbols (e.g. ``"BTC/USD"``): ``trade`` or ``ticker``.
+
+    Raises:
+        ConfigError: ``kind`` is neither trade nor mid.
+    """
+    channel = _channel_name(kind)
+    symbols = list(dict.fromkeys(instruments))
+    plans = []
+    for start in range(0, len(symbols), _MAX_SYMBOLS_PER_CONNECTION):
+        chunk = tuple(symbols[start : start + _MAX_SYMBOLS_PER_CONNECTION])
+        plans.append(ConnectionPlan(url, (_frame("subscribe", channel, chunk),), chunk))
+    return plans
+
+
+def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
+    """Unsubscribe then subscribe frames that refresh ``instruments`` on a live connection."""
+    channel, symbols = _channel_name(kind), list(dict.fromkeys(instruments))
+    return [_frame("unsubscribe", channel, symbols), _frame("subscribe", channel, symbols)]
+
+
+def _new_parser() -> Parser:
+    return KrakenParser()
+
+
+KRAKEN = VenueSpec(
+    name=VENUE,
+    default_url=DEFAULT_URL,
+    plan=plan,
+    new_parser=_new_parser,
+    # Heartbeats arrive about once a second while subscribed; after idle_ping_s of silence an
+    # application-level ping (answered by {"method":"pong"}) tells a dead link from a quiet one.
+    idle_ping=_PING,
+    kinds=frozenset({PriceKind.TRADE, PriceKind.MID}),
+    resubscribe=resubscribe,
+)

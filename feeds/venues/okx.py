@@ -1,0 +1,199 @@
+"""OKX v5 public channels: subscribe frames and a sans-I/O parser.
+
+Subscriptions are ``{"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"}, ...]}``.
+OKX drops a connection that stays silent for 30 s, so the session sends the plain text ``ping``
+when idle and OKX answers ``pong``. About 30 s before a service upgrade OKX sends a ``notice``
+with code 64008, reported as MAINTENANCE so that the session reconnects cleanly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.venue import ConnectionPlan, VenueSpec
+from monitor.errors import ConfigError
+
+PUBLIC_URL: Final = "wss://ws.okx.com:8443/ws/v5/public"
+MAX_ARGS_PER_FRAME: Final = 100  # keeps a frame far below OKX's 64 KB limit on args
+MAINTENANCE_CODE: Final = "64008"
+
+CHANNELS: Final[Mapping[PriceKind, str]] = {
+    PriceKind.TRADE: "trades",
+    PriceKind.MID: "tickers",
+}
+
+
+def channel_args(instruments: Sequence[str], kind: PriceKind) -> list[dict[str, str]]:
+    """``{"channel": ..., "instId": ...}`` args, one per distinct instrument.
+
+    Raises:
+        ConfigError: ``kind`` is not offered (OKX here gives trades and mids).
+    """
+    if kind not in CHANNELS:
+        offered = ", ".join(sorted(CHANNELS))
+        raise ConfigError(f"okx: price kind '{kind}' is not offered; use {offered}")
+    channel = CHANNELS[kind]
+    return [{"channel": channel, "instId": inst} for inst in dict.fromkeys(instruments)]
+
+
+def op_frames(op: str, args: Sequence[dict[str, str]]) -> list[str]:
+    """``{"op": op, "args": [...]}`` frames of at most MAX_ARGS_PER_FRAME args each."""
+    return [
+        msgspec.json.encode({"op": op, "args": args[start : start + MAX_ARGS_PER_FRAME]}).decode()
+        for start in range(0, len(args), MAX_ARGS_PER_FRAME)
+    ]
+
+
+def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
+    """One connection carrying every instrument of ``kind``."""
+    args = channel_args(instruments, kind)
+    if not args:
+        return []
+    symbols = tuple(dict.fromkeys(instruments))
+    return [
+        ConnectionPlan(url=url, subscribe=tuple(op_frames("subscribe", args)), instruments=symbols)
+    ]
+
+
+def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
+    """Unsubscribe then subscribe frames refreshing ``instruments`` on a live connection."""
+    args = channel_args(instruments, kind)
+    return op_frames("unsubscribe", args) + op_frames("subscribe", args)
+
+
+class OkxParser:
+    """Turns one OKX frame into quotes and status events; raises only FeedParseError.
+
+    ``trades`` gives TRADE (``px`` at ``ts``). ``tickers`` gives MID from ``bidPx``/``askPx`` and
+    TRADE from ``last`` (the last trade price), at the ticker's ``ts``; OKX sends ``""`` for a
+    missing price, which means no quote. Other channels (books, ...) give ``[]``.
+    """
+
+    def __init__(self, venue: str = "okx") -> None:
+        self._venue = venue
+
+    def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
+        """Parse one frame received at ``recv_ts`` (Unix seconds)."""
+        if raw == ("pong" if isinstance(raw, str) else b"pong"):
+            return [Status(self._venue, StatusKind.HEARTBEAT)]
+        message = _decode(raw)
+        if "event" in message:
+            return [self._event(message)]
+        arg = message.get("arg")
+        if arg is None:
+            return []
+        if not isinstance(arg, dict):
+            raise FeedParseError(f"okx: 'arg' is not an object: {arg!r:.80}")
+        channel = arg.get("channel")
+        if channel == "tickers":
+            return [quote for item in _items(message) for quote in self._ticker(item, recv_ts)]
+        if channel == "trades":
+            return [self._trade(item, recv_ts) for item in _items(message)]
+        return []
+
+    def _event(self, message: dict[str, Any]) -> Status:
+        """Replies to subscribe requests, errors and notices."""
+        event, code, msg = message["event"], message.get("code"), message.get("msg")
+        if not isinstance(event, str):
+            raise FeedParseError(f"okx: event is not a string: {event!r:.80}")
+        if event == "subscribe":
+            return Status(self._venue, StatusKind.SUBSCRIBED, instrument=_arg_instrument(message))
+        if event == "error" or event.endswith("-error"):
+            return Status(self._venue, StatusKind.ERROR, detail=f"{code}: {msg}")
+        if event == "notice" and code == MAINTENANCE_CODE:
+            return Status(self._venue, StatusKind.MAINTENANCE, detail=f"{code}: {msg}")
+        return Status(self._venue, StatusKind.INFO, detail=f"{event}: {code}: {msg}")
+
+    def _ticker(self, item: dict[str, Any], recv_ts: float) -> list[Quote]:
+        inst, ts = _text(item, "instId"), _ms(item, "ts")
+        bid, ask, last = _price(item, "bidPx"), _price(item, "askPx"), _price(item, "last")
+        quotes = []
+        if bid is not None and ask is not None:
+            quotes.append(Quote(self._venue, inst, PriceKind.MID, (bid + ask) / 2.0, ts, recv_ts))
+        if last is not None:
+            quotes.append(Quote(self._venue, inst, PriceKind.TRADE, last, ts, recv_ts))
+        return quotes
+
+    def _trade(self, item: dict[str, Any], recv_ts: float) -> Quote:
+        price = _price(item, "px")
+        if price is None:
+            raise FeedParseError(f"okx: trade without a price: {item!r:.80}")
+        return Quote(
+            self._venue, _text(item, "instId"), PriceKind.TRADE, price, _ms(item, "ts"), recv_ts
+        )
+
+
+def _arg_instrument(message: dict[str, Any]) -> str | None:
+    arg = message.get("arg")
+    inst = arg.get("instId") if isinstance(arg, dict) else None
+    return inst if isinstance(inst, str) else None
+
+
+def _items(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects of a push frame's ``data`` list."""
+    data = message.get("data")
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise FeedParseError(f"okx: 'data' is not a list of objects: {data!r:.80}")
+    return data
+
+
+def _decode(raw: str | bytes) -> dict[str, Any]:
+    """A JSON object from a frame, or FeedParseError."""
+    try:
+        message = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeError, RecursionError, TypeError) as exc:
+        raise FeedParseError(f"okx: undecodable frame: {exc}") from exc
+    if not isinstance(message, dict):
+        raise FeedParseError(f"okx: frame is not a JSON object: {message!r:.80}")
+    return message
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise FeedParseError(f"okx: {key!r} must be a non-empty string, got {value!r:.80}")
+    return value
+
+
+def _number(data: dict[str, Any], key: str) -> float:
+    """A finite number given as a JSON number or a decimal string; FeedParseError otherwise."""
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise FeedParseError(f"okx: {key!r} must be a number, got {value!r:.80}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError) as exc:
+        raise FeedParseError(f"okx: {key!r} is not a number: {value!r:.80}") from exc
+    if not math.isfinite(number):
+        raise FeedParseError(f"okx: {key!r} is not finite: {value!r:.80}")
+    return number
+
+
+def _price(data: dict[str, Any], key: str) -> float | None:
+    """A price; None when absent, empty (OKX's "no price") or non-positive."""
+    if data.get(key, "") == "":
+        return None
+    price = _number(data, key)
+    return price if price > 0.0 else None
+
+
+def _ms(data: dict[str, Any], key: str) -> float:
+    """A required millisecond timestamp (OKX sends a decimal string), as Unix seconds."""
+    return _number(data, key) / 1000.0
+
+
+OKX: Final = VenueSpec(
+    name="okx",
+    default_url=PUBLIC_URL,
+    plan=plan,
+    new_parser=OkxParser,
+    idle_ping="ping",
+    idle_ping_s=20.0,
+    kinds=frozenset(CHANNELS),
+    resubscribe=resubscribe,
+)

@@ -1,0 +1,186 @@
+"""Composition root of the live daemon: feeds -> router -> engine -> rules -> alert listeners.
+
+Tasks (one ``asyncio.TaskGroup``, nothing fire-and-forget): one per feed connection, the engine
+loop, and the staleness watchdog. The engine loop drains the bounded tick buffer, applies the
+ticks in event time and takes a snapshot at every ``[live] snapshot_interval`` of event time
+(and after ``idle_snapshot`` of wall time without ticks, so staleness rules still run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from feeds.events import FeedEvent
+from feeds.registry import VENUES
+from feeds.router import Router, Source, TickBuffer
+from feeds.session import Connection, Connector, default_connector
+from feeds.venue import VenueSpec
+from monitor.config import Config
+from monitor.engine import Engine
+from monitor.model import AlertEvent
+from monitor.replay import SnapshotClock
+from monitor.rules import RuleEngine
+from monitor.snapshot import RiskSnapshot
+
+log = structlog.get_logger("riskmon.daemon")
+
+AlertListener = Callable[[AlertEvent], None]
+RESUBSCRIBE_EVERY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    ts: npt.NDArray[np.float64]
+    symbol: list[str]
+    price: npt.NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class Daemon:
+    """The running monitor for one configuration.
+
+    Args:
+        config: validated configuration.
+        listeners: called with every alert event (console, sinks).
+        connector: websocket opener (injectable for tests).
+        venues: venue registry (injectable for tests).
+    """
+
+    config: Config
+    listeners: Sequence[AlertListener] = ()
+    connector: Connector = field(default_factory=default_connector)
+    venues: Mapping[str, VenueSpec] = field(default_factory=lambda: VENUES)
+    engine: Engine = field(init=False)
+    rules: RuleEngine = field(init=False)
+    buffer: TickBuffer = field(init=False)
+    router: Router = field(init=False)
+    connections: list[Connection] = field(init=False)
+    latest: RiskSnapshot | None = field(default=None, init=False)
+    alerts: list[AlertEvent] = field(default_factory=list, init=False)
+    _owner: dict[tuple[int, str], Connection] = field(default_factory=dict, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _last_resubscribe: dict[tuple[int, str], float] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.engine = Engine(cfg)
+        self.rules = RuleEngine(cfg.rules, [p.name for p in cfg.portfolios])
+        self.buffer = TickBuffer(cfg.live.queue_ticks)
+        self.router = Router(cfg.feeds, self.buffer, time.monotonic())
+        self.connections = []
+        for index, feed in enumerate(cfg.feeds):
+            spec = self.venues[feed.venue]
+            kind = next(k for k in spec.kinds if k.value == feed.price)
+            for plan in spec.plan(feed.url or spec.default_url, feed.symbols, kind):
+                conn = Connection(spec, plan, kind, self._on_events, connector=self.connector)
+                self.connections.append(conn)
+                for instrument in plan.instruments:
+                    self._owner[(index, instrument)] = conn
+
+    def _on_events(self, venue: str, events: list[FeedEvent], mono: float) -> None:
+        self.router.on_events(venue, events, mono)
+        if len(self.buffer):
+            self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every task until ``stop`` is set, then cancel them all."""
+        log.info(
+            "daemon_start",
+            feeds=len(self.config.feeds),
+            connections=len(self.connections),
+            symbols=len(self.engine.symbols),
+        )
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c.run()) for c in self.connections]
+            tasks.append(group.create_task(self._engine_loop()))
+            tasks.append(group.create_task(self._watchdog()))
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+        log.info("daemon_stop", ticks=self.engine.ticks, alerts=len(self.alerts))
+
+    async def _engine_loop(self) -> None:
+        live = self.config.live
+        clock = SnapshotClock(
+            self.engine, self.rules, live.snapshot_interval, self._on_snapshot, self.metric
+        )
+        last_tick_mono = time.monotonic()
+        while True:
+            try:
+                async with asyncio.timeout(live.idle_snapshot):
+                    await self._wake.wait()
+            except TimeoutError:
+                if self.engine.ticks:
+                    now = self.engine.last_event_ts + time.monotonic() - last_tick_mono
+                    clock.advance_to(now)
+                continue
+            self._wake.clear()
+            ticks = self.buffer.drain()
+            if ticks:
+                ticks.sort(key=lambda t: t.ts)
+                clock.feed(
+                    _Batch(
+                        np.array([t.ts for t in ticks]),
+                        [t.symbol for t in ticks],
+                        np.array([t.price for t in ticks]),
+                    )
+                )
+                last_tick_mono = time.monotonic()
+            await asyncio.sleep(0)  # let feeds run between batches
+
+    def _on_snapshot(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
+        self.latest = snap
+        for event in events:
+            self.alerts.append(event)
+            log.warning(
+                "alert",
+                rule=event.rule,
+                state=event.state.value,
+                severity=event.severity.value,
+                value=event.value,
+                threshold=event.threshold,
+                labels=dict(event.labels),
+                portfolio=event.portfolio,
+            )
+            for listener in self.listeners:
+                listener(event)
+
+    def metric(self, metric: str, labels: Mapping[str, str], portfolio: str | None) -> float | None:
+        """Metrics that are not part of a snapshot (feed staleness)."""
+        del portfolio
+        if metric == "feed_staleness_seconds":
+            return self.router.staleness_metric(labels, time.monotonic())
+        return None
+
+    async def _watchdog(self) -> None:
+        """Detect silent instruments once a second; resubscribe them and report."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            newly, still = self.router.check(now)
+            for src in newly:
+                log.warning(
+                    "feed_stale",
+                    venue=src.venue,
+                    instrument=src.instrument,
+                    symbol=src.symbol,
+                    silent_s=round(now - src.last_seen, 1),
+                )
+            for src in newly + still:
+                self._resubscribe(src, now)
+
+    def _resubscribe(self, src: Source, now: float) -> None:
+        key = (src.feed, src.instrument)
+        if now - self._last_resubscribe.get(key, -1e18) < RESUBSCRIBE_EVERY_S:
+            return
+        self._last_resubscribe[key] = now
+        conn = self._owner.get(key)
+        if conn is not None:
+            conn.request_resubscribe([src.instrument])

@@ -1,0 +1,120 @@
+"""Quote routing: symbol mapping, failover between venues, staleness, bounded buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from feeds.backoff import Backoff, is_transient
+from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.router import Router, TickBuffer
+from monitor.config import Config
+from monitor.model import Tick
+
+FEEDS = """
+[[feeds]]
+venue = "binance"
+symbols = ["BTCUSDT", "ETHUSDT"]
+price = "trade"
+stale_after = "10s"
+
+[[feeds]]
+venue = "coinbase"
+symbols = ["BTC-USD"]
+price = "mid"
+stale_after = "10s"
+aliases = { "BTC-USD" = "BTCUSDT" }
+"""
+BASE = """
+[universe]
+symbols = ["BTCUSDT", "ETHUSDT"]
+"""
+
+
+def _quote(venue: str, instrument: str, price: float, kind: PriceKind = PriceKind.TRADE) -> Quote:
+    return Quote(venue, instrument, kind, price, ts=1000.0, recv_ts=1000.0)
+
+
+@pytest.fixture
+def router(make_config: Callable[..., Config]) -> Router:
+    config = make_config(FEEDS, base=BASE)
+    return Router(config.feeds, TickBuffer(1000), start_mono=0.0)
+
+
+def test_quotes_of_the_configured_kind_become_engine_ticks(router: Router) -> None:
+    """Binance trades price BTCUSDT; a Binance mid quote is ignored (trade configured)."""
+    router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
+    router.on_events("binance", [_quote("binance", "BTCUSDT", 99.0, PriceKind.MID)], mono=1.5)
+    (tick,) = router.buffer.drain()
+    assert (tick.symbol, tick.price, tick.ts) == ("BTCUSDT", 100.0, 1000.0)
+
+
+def test_second_venue_stands_in_while_the_first_is_stale(router: Router) -> None:
+    """Coinbase (alias BTCUSDT) is standby while Binance is fresh, active when it is silent."""
+    router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 101.0, PriceKind.MID)], mono=2.0)
+    assert [t.price for t in router.buffer.drain()] == [100.0]
+    assert router.standby["BTCUSDT"] == 1
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 102.0, PriceKind.MID)], mono=12.0)
+    assert [t.price for t in router.buffer.drain()] == [102.0]
+    router.on_events("binance", [_quote("binance", "BTCUSDT", 103.0)], mono=13.0)
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 104.0, PriceKind.MID)], mono=13.5)
+    assert [t.price for t in router.buffer.drain()] == [103.0]  # binance is back in charge
+
+
+def test_one_silent_symbol_is_detected_while_others_flow(router: Router) -> None:
+    """ETHUSDT silent for more than stale_after is reported once as newly stale."""
+    for mono in range(1, 25):
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=float(mono))
+        router.on_events(
+            "coinbase", [_quote("coinbase", "BTC-USD", 100.0, PriceKind.MID)], mono=float(mono)
+        )
+    newly, still = router.check(24.0)
+    assert [(s.venue, s.instrument) for s in newly] == [("binance", "ETHUSDT")]
+    assert still == []
+    newly, still = router.check(25.0)
+    assert newly == []
+    assert [s.instrument for s in still] == ["ETHUSDT"]
+    staleness = router.staleness_metric({"venue": "binance", "symbol": "ETHUSDT"}, 25.0)
+    assert staleness == 25.0
+    assert router.staleness_metric({"venue": "binance", "symbol": "BTCUSDT"}, 25.0) == 1.0
+
+
+def test_status_events_are_counted(router: Router) -> None:
+    """Gaps and errors are tallied per venue and kind."""
+    router.on_events("coinbase", [Status("coinbase", StatusKind.GAP, "expected 5 got 7")], 1.0)
+    assert router.statuses[("coinbase", "gap")] == 1
+
+
+def test_full_buffer_drops_the_oldest_and_counts() -> None:
+    """Bounded memory: the newest ticks survive, drops are counted."""
+    buffer = TickBuffer(100)
+    for n in range(250):
+        buffer.push(Tick(float(n), "X", 1.0))
+    ticks = buffer.drain()
+    assert len(ticks) == 100
+    assert ticks[0].ts == 150.0
+    assert buffer.dropped == 150
+
+
+def test_backoff_grows_is_capped_and_resets_only_after_a_healthy_connection() -> None:
+    """Accept-then-close connections keep the delay growing; a healthy one resets it."""
+    backoff = Backoff(initial_s=1.0, max_s=8.0, rand=lambda: 1.0)
+    delays = [backoff.next_delay() for _ in range(6)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    backoff.connection_ended(uptime_s=0.05, received=False)  # accepted then closed
+    assert backoff.next_delay() == 8.0
+    backoff.connection_ended(uptime_s=60.0, received=True)
+    assert backoff.next_delay() == 1.0
+    low = Backoff(initial_s=1.0, max_s=8.0, rand=lambda: 0.0)
+    assert low.next_delay() == pytest.approx(0.1)  # jitter never reaches zero
+    assert Backoff(max_s=30.0).next_delay(transient=False) == 30.0
+
+
+def test_retry_policy_separates_network_from_parse_errors() -> None:
+    """Network failures are transient; a parse error never is."""
+    assert is_transient(ConnectionResetError())
+    assert is_transient(TimeoutError())
+    assert not is_transient(FeedParseError("bad frame"))
+    assert not is_transient(ValueError("a bug"))

@@ -1,0 +1,482 @@
+"""Coinbase Advanced Trade protocol module: recorded frames, documented frames, plans, fuzzing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.venues.coinbase import COINBASE, CoinbaseParser, parse_rfc3339, plan, resubscribe
+from monitor.errors import ConfigError
+from tests.recorded import recorded_frames
+
+URL = "wss://advanced-trade-ws.coinbase.com"
+
+
+def iso(text: str) -> float:
+    """Oracle: ISO-8601 to Unix seconds with the standard library (fraction cut to micros)."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+
+
+def by_seq(frames: list[tuple[float, str]], seq: int) -> tuple[float, str]:
+    """The recorded frame with this sequence_num."""
+    return next(f for f in frames if json.loads(f[1]).get("sequence_num") == seq)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[tuple[float, str]]:
+    return recorded_frames("coinbase")
+
+
+# --- recorded frames -------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_every_recorded_frame_parses_without_gaps(frames: list[tuple[float, str]]) -> None:
+    """One parser takes the whole contiguous recording: no error, no GAP, some of each kind."""
+    parser = CoinbaseParser()
+    events = [event for ts, data in frames for event in parser.parse(data, ts)]
+    assert not [e for e in events if isinstance(e, Status) and e.kind is StatusKind.GAP]
+    kinds = {e.kind for e in events if isinstance(e, Quote)}
+    assert kinds == {PriceKind.TRADE, PriceKind.MID}
+
+
+def expected_quotes(recv_ts: float, data: str) -> list[tuple[str, PriceKind, float, float]]:
+    """Oracle built with json and datetime: what each data frame must yield."""
+    message = json.loads(data)
+    out: list[tuple[str, PriceKind, float, float]] = []
+    for event in message.get("events", []):
+        if message["channel"] == "market_trades":
+            for t in event["trades"]:
+                out.append((t["product_id"], PriceKind.TRADE, float(t["price"]), iso(t["time"])))
+        elif message["channel"] == "ticker":
+            for t in event["tickers"]:
+                mid = (float(t["best_bid"]) + float(t["best_ask"])) / 2
+                ts = iso(message["timestamp"])
+                out.append((t["product_id"], PriceKind.MID, mid, ts))
+                out.append((t["product_id"], PriceKind.TRADE, float(t["price"]), ts))
+    return out
+
+
+@pytest.mark.shared
+def test_recorded_quotes_match_an_independent_oracle(frames: list[tuple[float, str]]) -> None:
+    """Every quote of every recorded trade and ticker frame has the raw text's values."""
+    parser = CoinbaseParser()
+    for recv_ts, data in frames:
+        got = [
+            (q.instrument, q.kind, q.price, q.ts)
+            for q in parser.parse(data, recv_ts)
+            if isinstance(q, Quote)
+        ]
+        want = expected_quotes(recv_ts, data)
+        assert len(got) == len(want), data[:200]
+        for g, w in zip(sorted(got), sorted(want), strict=True):
+            assert g[:3] == w[:3]
+            assert g[3] == pytest.approx(w[3], abs=2e-6)
+
+
+@pytest.mark.shared
+def test_recorded_trade_update(frames: list[tuple[float, str]]) -> None:
+    """sequence_num 9: one BTC-USD trade at 65083.67, stamped with the trade's own time."""
+    recv_ts, data = by_seq(frames, 9)
+    assert CoinbaseParser().parse(data, recv_ts) == [
+        Quote(
+            "coinbase",
+            "BTC-USD",
+            PriceKind.TRADE,
+            65083.67,
+            pytest.approx(iso("2026-08-09T21:05:48.167634Z"), abs=1e-6),
+            recv_ts,
+        )
+    ]
+
+
+@pytest.mark.shared
+def test_recorded_ticker_snapshot(frames: list[tuple[float, str]]) -> None:
+    """sequence_num 6: mid of 65083.66/65083.67 and last 65086.18 at the frame's nanosecond time."""
+    recv_ts, data = by_seq(frames, 6)
+    mid, last = CoinbaseParser().parse(data, recv_ts)
+    assert isinstance(mid, Quote)
+    assert isinstance(last, Quote)
+    assert (mid.instrument, mid.kind, mid.price) == ("BTC-USD", PriceKind.MID, 65083.665)
+    assert (last.instrument, last.kind, last.price) == ("BTC-USD", PriceKind.TRADE, 65086.18)
+    assert mid.ts == last.ts == pytest.approx(1786309548.229198328, abs=1e-6)
+    assert mid.recv_ts == recv_ts
+
+
+@pytest.mark.shared
+def test_recorded_trade_snapshot_comes_out_oldest_first(frames: list[tuple[float, str]]) -> None:
+    """The snapshot lists the newest trade first; quotes come out in event-time order."""
+    recv_ts, data = by_seq(frames, 0)
+    quotes = CoinbaseParser().parse(data, recv_ts)
+    assert [q.ts for q in quotes if isinstance(q, Quote)] == sorted(
+        q.ts for q in quotes if isinstance(q, Quote)
+    )
+    newest = quotes[-1]
+    assert isinstance(newest, Quote)
+    assert newest.price == 65083.67
+    assert newest.ts == pytest.approx(iso("2026-08-09T21:05:42.514318Z"), abs=1e-6)
+
+
+@pytest.mark.shared
+def test_recorded_control_frames(frames: list[tuple[float, str]]) -> None:
+    """subscriptions -> SUBSCRIBED, heartbeats -> HEARTBEAT, level2 and candles -> nothing."""
+    assert CoinbaseParser().parse(by_seq(frames, 2)[1], 0.0) == [
+        Status("coinbase", StatusKind.SUBSCRIBED, "market_trades=BTC-USD,ETH-USD")
+    ]
+    assert CoinbaseParser().parse(by_seq(frames, 35)[1], 0.0) == [
+        Status("coinbase", StatusKind.HEARTBEAT, "counter=41691")
+    ]
+    assert CoinbaseParser().parse(by_seq(frames, 13)[1], 0.0) == []  # l2_data
+    assert CoinbaseParser().parse(by_seq(frames, 3)[1], 0.0) == []  # candles
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("dropped", [1, 9, 20])
+def test_dropping_a_recorded_frame_yields_a_gap(
+    frames: list[tuple[float, str]], dropped: int
+) -> None:
+    """Drop frame k of a contiguous run: the next frame reports GAP 'expected k got k+1' first."""
+    run = frames[:30]
+    seqs = [json.loads(data)["sequence_num"] for _, data in run]
+    assert seqs == list(range(seqs[0], seqs[0] + 30))
+    parser = CoinbaseParser()
+    for ts, data in run[:dropped]:
+        parser.parse(data, ts)
+    ts, data = run[dropped + 1]
+    events = parser.parse(data, ts)
+    want = f"expected {seqs[dropped]} got {seqs[dropped + 1]}"
+    assert events[0] == Status("coinbase", StatusKind.GAP, want)
+    assert events[1:] == CoinbaseParser().parse(data, ts)  # the frame's own events still come
+    for ts, data in run[dropped + 2 :]:
+        assert not any(
+            isinstance(e, Status) and e.kind is StatusKind.GAP for e in parser.parse(data, ts)
+        )
+
+
+# --- documented frames -----------------------------------------------------------------------
+
+
+def envelope(seq: int, channel: str = "heartbeats", events: Any = None) -> str:
+    """A frame shaped like the Advanced Trade docs' examples."""
+    body = {"channel": channel, "client_id": "", "timestamp": "2023-02-09T20:32:50.714964855Z"}
+    body |= {"sequence_num": seq, "events": events or [{"heartbeat_counter": seq}]}
+    return json.dumps(body)
+
+
+def test_error_frame_is_an_error_status() -> None:
+    """{"type":"error","message":...} (no sequence_num) -> ERROR with the message."""
+    frame = '{"type":"error","message":"failure to subscribe"}'
+    assert CoinbaseParser().parse(frame, 1.0) == [
+        Status("coinbase", StatusKind.ERROR, "failure to subscribe")
+    ]
+
+
+def test_sequence_gap_and_baseline() -> None:
+    """The first frame sets the baseline; a jump or a replay is a gap; +1 is not."""
+    parser = CoinbaseParser()
+    assert parser.parse(envelope(41), 0.0) == [
+        Status("coinbase", StatusKind.HEARTBEAT, "counter=41")
+    ]
+    assert parser.parse(envelope(42), 0.0) == [
+        Status("coinbase", StatusKind.HEARTBEAT, "counter=42")
+    ]
+    assert parser.parse(envelope(45), 0.0)[0] == Status(
+        "coinbase", StatusKind.GAP, "expected 43 got 45"
+    )
+    assert parser.parse(envelope(45), 0.0)[0] == Status(
+        "coinbase", StatusKind.GAP, "expected 46 got 45"
+    )
+
+
+def test_a_frame_that_fails_to_parse_leaves_a_gap() -> None:
+    """A malformed frame is dropped without advancing the sequence: the next one reports it."""
+    parser = CoinbaseParser()
+    parser.parse(envelope(0), 0.0)
+    bad = envelope(1, "market_trades", [{"trades": [{"product_id": "BTC-USD", "price": "x1"}]}])
+    with pytest.raises(FeedParseError):
+        parser.parse(bad, 0.0)
+    assert parser.parse(envelope(2), 0.0)[0] == Status(
+        "coinbase", StatusKind.GAP, "expected 1 got 2"
+    )
+
+
+def trade_frame(price: Any, time: Any = "2023-02-09T20:32:50.714964855Z") -> str:
+    trade = {"product_id": "ETH-USD", "trade_id": "1", "price": price, "size": "1", "side": "BUY"}
+    if time is not None:
+        trade["time"] = time
+    return envelope(0, "market_trades", [{"type": "update", "trades": [trade]}])
+
+
+def test_trade_time_falls_back_to_frame_time_and_nanoseconds_parse() -> None:
+    """Trade 'time' is the event time; without it, the frame's 'timestamp'."""
+    with_time = CoinbaseParser().parse(trade_frame("1650.5"), 9.0)
+    without = CoinbaseParser().parse(trade_frame("1650.5", time=None), 9.0)
+    want = datetime(2023, 2, 9, 20, 32, 50, tzinfo=UTC).timestamp() + 0.714964855
+    assert (
+        with_time
+        == without
+        == [
+            Quote(
+                "coinbase", "ETH-USD", PriceKind.TRADE, 1650.5, pytest.approx(want, abs=1e-6), 9.0
+            )
+        ]
+    )
+
+
+@pytest.mark.parametrize("price", ["nan", "inf", "1e999", "abc", 1650.5, None, ["1"]])
+def test_bad_prices_raise(price: Any) -> None:
+    """Prices must be decimal strings of finite numbers."""
+    with pytest.raises(FeedParseError):
+        CoinbaseParser().parse(trade_frame(price), 0.0)
+
+
+@pytest.mark.parametrize("price", ["", "0", "-1"])
+def test_empty_or_non_positive_prices_give_no_quote(price: str) -> None:
+    """An empty or non-positive price is not a quote (and not an error)."""
+    assert CoinbaseParser().parse(trade_frame(price), 0.0) == []
+
+
+def test_ticker_without_both_sides_gives_no_mid() -> None:
+    """A ticker with an empty best_ask yields only the last-trade quote."""
+    ticker = {"product_id": "BTC-USD", "price": "100", "best_bid": "99", "best_ask": ""}
+    frame = envelope(0, "ticker", [{"type": "update", "tickers": [ticker]}])
+    [quote] = CoinbaseParser().parse(frame, 0.0)
+    assert isinstance(quote, Quote)
+    assert (quote.kind, quote.price) == (PriceKind.TRADE, 100.0)
+
+
+# --- timestamps ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("2023-02-09T20:32:50.714964855Z", 1675974770.714964855),
+        ("2023-02-09T20:32:50Z", 1675974770.0),
+        ("2023-02-09T20:32:50.5+00:00", 1675974770.5),
+        ("2023-02-09T22:32:50.5+02:00", 1675974770.5),
+        ("2023-02-09T18:02:50-02:30", 1675974770.0),
+        ("2016-12-31T23:59:60Z", 1483228800.0),
+    ],
+)
+def test_parse_rfc3339(text: str, want: float) -> None:
+    """Nanoseconds, no fraction, numeric offsets and a leap second all parse."""
+    assert parse_rfc3339(text) == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "2023-02-09",
+        "2023-02-09T20:32:50",
+        "2023-02-09T20:32:50.Z",
+        "2023-13-09T20:32:50Z",
+        "2023-02-30T20:32:50Z",
+        "2023-0x-09T20:32:50Z",
+        "2023-02-09T24:32:50Z",
+        "2023-02-09T20:32:5xZ",
+        "2023-02-09T20:32:50.1_2Z",
+        "2023-02-09T20:32:50+0000",
+        "２０２３-02-09T20:32:50Z",
+        "2023-02-09 20:32:50 +0000 UTC",
+    ],
+)
+def test_parse_rfc3339_rejects(text: str) -> None:
+    """Anything but an RFC 3339 timestamp raises FeedParseError."""
+    with pytest.raises(FeedParseError):
+        parse_rfc3339(text)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)))
+def test_parse_rfc3339_agrees_with_datetime(moment: datetime) -> None:
+    """For any microsecond UTC time, the fast parser equals datetime's answer."""
+    text = moment.isoformat(timespec="microseconds") + "Z"
+    assert parse_rfc3339(text) == pytest.approx(moment.replace(tzinfo=UTC).timestamp(), abs=1e-6)
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+
+def test_spec() -> None:
+    """Name, endpoint, kinds, liveness settings."""
+    assert COINBASE.name == "coinbase"
+    assert COINBASE.default_url == URL
+    assert COINBASE.kinds == frozenset({PriceKind.TRADE, PriceKind.MID})
+    assert COINBASE.idle_ping is None
+    assert COINBASE.on_connect == ()
+    assert isinstance(COINBASE.new_parser(), CoinbaseParser)
+    assert COINBASE.new_parser() is not COINBASE.new_parser()
+
+
+@pytest.mark.parametrize(
+    ("kind", "channel"), [(PriceKind.TRADE, "market_trades"), (PriceKind.MID, "ticker")]
+)
+def test_plan_subscribes_heartbeats_and_the_channel(kind: PriceKind, channel: str) -> None:
+    """One frame per channel, heartbeats always first."""
+    [conn] = COINBASE.plan(URL, ["BTC-USD", "ETH-USD", "BTC-USD"], kind)
+    assert conn.url == URL
+    assert conn.instruments == ("BTC-USD", "ETH-USD")
+    assert conn.subscribe == (
+        '{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"heartbeats"}',
+        f'{{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"{channel}"}}',
+    )
+    assert conn.subscribe_rate_hz <= 8.0
+
+
+def test_plan_splits_and_every_connection_has_heartbeats() -> None:
+    """250 products -> 3 connections, each subscribing heartbeats for its products."""
+    products = [f"P{i}-USD" for i in range(250)]
+    plans = plan(URL, products, PriceKind.MID)
+    assert [len(p.instruments) for p in plans] == [100, 100, 50]
+    assert sum((p.instruments for p in plans), ()) == tuple(products)
+    for conn in plans:
+        frames = [json.loads(frame) for frame in conn.subscribe]
+        assert [f["channel"] for f in frames] == ["heartbeats", "ticker"]
+        assert all(f["product_ids"] == list(conn.instruments) for f in frames)
+    assert plan(URL, [], PriceKind.TRADE) == []
+
+
+@pytest.mark.parametrize("kind", [PriceKind.MARK, PriceKind.INDEX])
+def test_plan_rejects_kinds_coinbase_lacks(kind: PriceKind) -> None:
+    """Coinbase spot has no mark or index price."""
+    with pytest.raises(ConfigError, match="coinbase"):
+        plan(URL, ["BTC-USD"], kind)
+
+
+def test_resubscribe_frames() -> None:
+    """Unsubscribe then subscribe the data channel (heartbeats stay)."""
+    assert COINBASE.resubscribe is not None
+    assert COINBASE.resubscribe(["ETH-USD"], PriceKind.TRADE) == [
+        '{"type":"unsubscribe","product_ids":["ETH-USD"],"channel":"market_trades"}',
+        '{"type":"subscribe","product_ids":["ETH-USD"],"channel":"market_trades"}',
+    ]
+    assert resubscribe(["BTC-USD"], PriceKind.MID)[1].endswith('"channel":"ticker"}')
+
+
+# --- fuzzing ---------------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=24,
+)
+ODD = st.sampled_from([None, True, 0, -1, 2**70, 1.5, "", "x", "nan", "1e999", "-5", [], {}, [{}]])
+
+
+def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path (dict keys, list indices) into a decoded JSON document, the root included."""
+    found = [prefix]
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, child in items:
+        found += paths(child, (*prefix, key))
+    return found
+
+
+@st.composite
+def mutations(draw: st.DrawFn, sources: list[str]) -> str:
+    """A real frame with one to three fields deleted or replaced by odd or arbitrary values."""
+    doc = json.loads(draw(st.sampled_from(sources)))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(paths(doc)))
+        value = copy.deepcopy(draw(ODD | JSON))  # ODD's lists and dicts are shared
+        if not path:
+            doc = value
+            continue
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        if draw(st.booleans()):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+    return json.dumps(doc)
+
+
+def check(raw: str | bytes) -> None:
+    """Parse: only FeedParseError may escape, and quotes carry finite positive prices."""
+    try:
+        events = CoinbaseParser().parse(raw, 1.0)
+    except FeedParseError:
+        return
+    assert isinstance(events, list)
+    for event in events:
+        if isinstance(event, Quote):
+            assert math.isfinite(event.price)
+            assert event.price > 0
+            assert math.isfinite(event.ts)
+
+
+DOCUMENTED = [
+    envelope(3),
+    trade_frame("1650.5"),
+    envelope(
+        4,
+        "ticker",
+        [
+            {
+                "type": "snapshot",
+                "tickers": [
+                    {"product_id": "BTC-USD", "price": "1", "best_bid": "1", "best_ask": "2"}
+                ],
+            }
+        ],
+    ),
+    envelope(5, "subscriptions", [{"subscriptions": {"ticker": ["BTC-USD"]}}]),
+    '{"type":"error","message":"failure to subscribe"}',
+]
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary())
+def test_fuzz_bytes(raw: bytes) -> None:
+    check(raw)
+
+
+@FUZZ
+@given(st.text())
+def test_fuzz_text(raw: str) -> None:
+    check(raw)
+
+
+@FUZZ
+@given(JSON)
+def test_fuzz_json_values(value: Any) -> None:
+    check(json.dumps(value))
+
+
+@FUZZ
+@given(mutations(DOCUMENTED))
+def test_fuzz_mutated_documented_frames(raw: str) -> None:
+    check(raw)
+
+
+@pytest.fixture(scope="module")
+def small_recorded(frames: list[tuple[float, str]]) -> list[str]:
+    """Recorded frames small enough to mutate quickly: every channel is represented."""
+    return [data for _, data in frames if len(data) < 4000]
+
+
+@pytest.mark.shared
+@FUZZ
+@given(data=st.data())
+def test_fuzz_mutated_recorded_frames(small_recorded: list[str], data: st.DataObject) -> None:
+    check(data.draw(mutations(small_recorded)))
