@@ -22,6 +22,10 @@ async def test_demo_fires_a_correlation_alert_during_the_simulated_crash() -> No
     ]
     assert fired, out.getvalue()
     assert fired[0].value > 0.7
+    # Deribit's test_request heartbeats were answered and nothing dropped: one socket each
+    assert {c.spec.name for c in daemon.connections} == {"binance", "coinbase", "deribit"}
+    assert all(c.stats.connections == 1 for c in daemon.connections)
+    assert all(c.stats.parse_errors == 0 for c in daemon.connections)
     text = out.getvalue()
     assert "FIRING" in text
     assert "market-correlation-spike" in text
