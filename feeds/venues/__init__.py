@@ -1,1 +1,1 @@
-"""One pure protocol module per venue: connection plans, subscribe frames and a parser."""
+"""One pure protocol module per venue (plans, subscribe frames, a parser); ``fields`` is shared."""

@@ -9,15 +9,12 @@ URL accepts ``/market`` streams and then sends nothing, so root URLs are never b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-import msgspec
-
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, VenueSpec
-from monitor.errors import ConfigError
+from feeds.venues.fields import FieldReader, chunks, offered, to_json
 
 SPOT_URL: Final = "wss://stream.binance.com:9443"
 USDM_URL: Final = "wss://fstream.binance.com"
@@ -39,15 +36,7 @@ USDM_ROUTES: Final[Mapping[PriceKind, Route]] = {
     PriceKind.INDEX: ("/market", "markPrice@1s"),  # markPriceUpdate carries the index too
 }
 _BOOK_KEYS: Final = frozenset({"u", "s", "b", "a"})
-
-
-def _route(venue: str, routes: Mapping[PriceKind, Route], kind: PriceKind) -> Route:
-    """The route of a price kind, or a ConfigError naming the kinds the venue offers."""
-    try:
-        return routes[kind]
-    except KeyError:
-        offered = ", ".join(sorted(routes))
-        raise ConfigError(f"{venue}: price kind '{kind}' is not offered; use {offered}") from None
+_READ: Final = FieldReader("binance")
 
 
 def stream_names(
@@ -77,17 +66,15 @@ def plan_connections(
     Raises:
         ConfigError: the venue does not offer ``kind``.
     """
-    path = _route(venue, routes, kind)[0]
-    symbols = list(dict.fromkeys(instruments))
+    path = offered(venue, routes, kind)[0]
     plans = []
-    for start in range(0, len(symbols), MAX_STREAMS_PER_CONNECTION):
-        chunk = symbols[start : start + MAX_STREAMS_PER_CONNECTION]
+    for chunk in chunks(list(dict.fromkeys(instruments)), MAX_STREAMS_PER_CONNECTION):
         streams = "/".join(stream_names(routes, chunk, kind))
         plans.append(
             ConnectionPlan(
                 url=f"{url.rstrip('/')}{path}/stream?streams={streams}",
                 subscribe=(),
-                instruments=tuple(chunk),
+                instruments=chunk,
                 max_lifetime_s=MAX_LIFETIME_S,
             )
         )
@@ -102,7 +89,7 @@ def resubscribe_frames(
     The ids are fixed (UNSUBSCRIBE_ID, SUBSCRIBE_ID) so that the parser can tell the two acks
     apart without keeping state.
     """
-    _route(venue, routes, kind)
+    offered(venue, routes, kind)
     params = stream_names(routes, instruments, kind)
     return [
         _request("UNSUBSCRIBE", params, UNSUBSCRIBE_ID),
@@ -111,7 +98,7 @@ def resubscribe_frames(
 
 
 def _request(method: str, params: list[str], request_id: int) -> str:
-    return msgspec.json.encode({"method": method, "params": params, "id": request_id}).decode()
+    return to_json({"method": method, "params": params, "id": request_id})
 
 
 class BinanceParser:
@@ -134,7 +121,7 @@ class BinanceParser:
 
     def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
         """Parse one frame received at ``recv_ts`` (Unix seconds)."""
-        message = _decode(raw)
+        message = _READ.decode_object(raw)
         if "stream" in message and "data" in message:
             data = message["data"]
             if not isinstance(data, dict):
@@ -173,71 +160,29 @@ class BinanceParser:
         return Status(self._venue, StatusKind.SUBSCRIBED, detail=f"id {request_id!r:.40}")
 
     def _trade(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
-        symbol, price, ts = _text(data, "s"), _price(data, "p"), _ms(data, "T")
+        symbol, price = _READ.text(data, "s"), _READ.price(data, "p")
+        ts = _READ.ms(data, "T")
         if price is None:
             return []
         return [Quote(self._venue, symbol, PriceKind.TRADE, price, ts, recv_ts)]
 
     def _book_ticker(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
-        symbol, bid, ask = _text(data, "s"), _price(data, "b"), _price(data, "a")
-        ts = _ms(data, "T") if "T" in data else _ms(data, "E") if "E" in data else recv_ts
+        symbol = _READ.text(data, "s")
+        bid, ask = _READ.price(data, "b"), _READ.price(data, "a")
+        time_key = "T" if "T" in data else "E" if "E" in data else None  # spot: neither
+        ts = _READ.ms(data, time_key) if time_key else recv_ts
         if bid is None or ask is None:
             return []
         return [Quote(self._venue, symbol, PriceKind.MID, (bid + ask) / 2.0, ts, recv_ts)]
 
     def _mark_price(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
-        symbol, ts = _text(data, "s"), _ms(data, "E")
-        prices = ((PriceKind.MARK, _price(data, "p")), (PriceKind.INDEX, _price(data, "i")))
+        symbol, ts = _READ.text(data, "s"), _READ.ms(data, "E")
+        mark, index = _READ.price(data, "p"), _READ.price(data, "i")
         return [
             Quote(self._venue, symbol, kind, price, ts, recv_ts)
-            for kind, price in prices
+            for kind, price in ((PriceKind.MARK, mark), (PriceKind.INDEX, index))
             if price is not None
         ]
-
-
-def _decode(raw: str | bytes) -> dict[str, Any]:
-    """A JSON object from a frame, or FeedParseError."""
-    try:
-        message = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeError, RecursionError, TypeError) as exc:
-        raise FeedParseError(f"binance: undecodable frame: {exc}") from exc
-    if not isinstance(message, dict):
-        raise FeedParseError(f"binance: frame is not a JSON object: {message!r:.80}")
-    return message
-
-
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise FeedParseError(f"binance: {key!r} must be a non-empty string, got {value!r:.80}")
-    return value
-
-
-def _number(data: dict[str, Any], key: str) -> float:
-    """A finite number given as a JSON number or a decimal string; FeedParseError otherwise."""
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise FeedParseError(f"binance: {key!r} must be a number, got {value!r:.80}")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError) as exc:
-        raise FeedParseError(f"binance: {key!r} is not a number: {value!r:.80}") from exc
-    if not math.isfinite(number):
-        raise FeedParseError(f"binance: {key!r} is not finite: {value!r:.80}")
-    return number
-
-
-def _price(data: dict[str, Any], key: str) -> float | None:
-    """A required price; None when empty or non-positive (an empty side of the book)."""
-    if data.get(key) == "":
-        return None
-    price = _number(data, key)
-    return price if price > 0.0 else None
-
-
-def _ms(data: dict[str, Any], key: str) -> float:
-    """A required millisecond timestamp, as Unix seconds."""
-    return _number(data, key) / 1000.0
 
 
 def _spec(name: str, url: str, routes: Mapping[PriceKind, Route]) -> VenueSpec:

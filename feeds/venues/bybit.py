@@ -9,15 +9,12 @@ level-1 order book ``orderbook.1``, which Bybit pushes as whole snapshots.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
-import msgspec
-
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, VenueSpec
-from monitor.errors import ConfigError
+from feeds.venues.fields import FieldReader, chunks, offered, to_json
 
 LINEAR_URL: Final = "wss://stream.bybit.com/v5/public/linear"
 SPOT_URL: Final = "wss://stream.bybit.com/v5/public/spot"
@@ -36,6 +33,7 @@ SPOT_TOPICS: Final[Mapping[PriceKind, str]] = {
 }
 _TICKER_FIELDS: Final[tuple[str, ...]] = ("bid1Price", "ask1Price", "markPrice", "indexPrice")
 _MID_FIELDS: Final = frozenset({"bid1Price", "ask1Price"})
+_READ: Final = FieldReader("bybit")
 
 
 def topic_args(
@@ -46,18 +44,13 @@ def topic_args(
     Raises:
         ConfigError: the venue does not offer ``kind``.
     """
-    if kind not in topics:
-        offered = ", ".join(sorted(topics))
-        raise ConfigError(f"{venue}: price kind '{kind}' is not offered; use {offered}")
-    return [f"{topics[kind]}.{symbol}" for symbol in dict.fromkeys(instruments)]
+    topic = offered(venue, topics, kind)
+    return [f"{topic}.{symbol}" for symbol in dict.fromkeys(instruments)]
 
 
 def op_frames(op: str, args: Sequence[str]) -> list[str]:
     """``{"op": op, "args": [...]}`` frames of at most MAX_ARGS_PER_FRAME args each."""
-    return [
-        msgspec.json.encode({"op": op, "args": args[start : start + MAX_ARGS_PER_FRAME]}).decode()
-        for start in range(0, len(args), MAX_ARGS_PER_FRAME)
-    ]
+    return [to_json({"op": op, "args": chunk}) for chunk in chunks(args, MAX_ARGS_PER_FRAME)]
 
 
 class BybitParser:
@@ -77,7 +70,7 @@ class BybitParser:
 
     def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
         """Parse one frame received at ``recv_ts`` (Unix seconds)."""
-        message = _decode(raw)
+        message = _READ.decode_object(raw)
         topic = message.get("topic")
         if topic is None:
             return self._control(message)
@@ -113,15 +106,16 @@ class BybitParser:
         for trade in trades:
             if not isinstance(trade, dict):
                 raise FeedParseError(f"bybit: trade is not an object: {trade!r:.80}")
-            symbol, price, ts = _text(trade, "s"), _price(trade, "p"), _ms(trade, "T")
+            symbol, price = _READ.text(trade, "s"), _READ.price(trade, "p")
+            ts = _READ.ms(trade, "T")
             if price is not None:
                 quotes.append(Quote(self._venue, symbol, PriceKind.TRADE, price, ts, recv_ts))
         return quotes
 
     def _ticker(self, message: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
-        data, ts = _object(message, "data"), _frame_ts(message, recv_ts)
-        symbol, update_type = _text(data, "symbol"), message.get("type")
-        carried = {key: _price(data, key) for key in _TICKER_FIELDS if key in data}
+        data, ts = _READ.nested(message, "data"), _frame_ts(message, recv_ts)
+        symbol, update_type = _READ.text(data, "symbol"), message.get("type")
+        carried = {key: _READ.price(data, key) for key in _TICKER_FIELDS if key in data}
         if update_type == "snapshot":
             state = self._tickers[symbol] = dict.fromkeys(_TICKER_FIELDS)
         elif update_type == "delta":
@@ -150,8 +144,8 @@ class BybitParser:
         return quotes
 
     def _top_of_book(self, message: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
-        data, ts = _object(message, "data"), _frame_ts(message, recv_ts)
-        symbol = _text(data, "s")
+        data, ts = _READ.nested(message, "data"), _frame_ts(message, recv_ts)
+        symbol = _READ.text(data, "s")
         sides = (_levels(data, "b"), _levels(data, "a"))
         if message.get("type") == "snapshot":
             self._books[symbol] = [None, None]
@@ -177,68 +171,13 @@ def _levels(data: dict[str, Any], key: str) -> list[tuple[float | None, float]]:
     for level in levels:
         if not isinstance(level, list) or len(level) < 2:
             raise FeedParseError(f"bybit: book level is not [price, size]: {level!r:.80}")
-        parsed.append((_to_price(level[0], key), _to_float(level[1], key)))
+        parsed.append((_READ.to_price(level[0], key), _READ.to_number(level[1], key)))
     return parsed
-
-
-def _decode(raw: str | bytes) -> dict[str, Any]:
-    """A JSON object from a frame, or FeedParseError."""
-    try:
-        message = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeError, RecursionError, TypeError) as exc:
-        raise FeedParseError(f"bybit: undecodable frame: {exc}") from exc
-    if not isinstance(message, dict):
-        raise FeedParseError(f"bybit: frame is not a JSON object: {message!r:.80}")
-    return message
-
-
-def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key)
-    if not isinstance(value, dict):
-        raise FeedParseError(f"bybit: {key!r} must be an object, got {value!r:.80}")
-    return value
-
-
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise FeedParseError(f"bybit: {key!r} must be a non-empty string, got {value!r:.80}")
-    return value
-
-
-def _to_float(value: object, what: str) -> float:
-    """A finite number given as a JSON number or a decimal string; FeedParseError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise FeedParseError(f"bybit: {what!r} must be a number, got {value!r:.80}")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError) as exc:
-        raise FeedParseError(f"bybit: {what!r} is not a number: {value!r:.80}") from exc
-    if not math.isfinite(number):
-        raise FeedParseError(f"bybit: {what!r} is not finite: {value!r:.80}")
-    return number
-
-
-def _to_price(value: object, what: str) -> float | None:
-    """A price; None when empty or non-positive."""
-    if value == "":
-        return None
-    price = _to_float(value, what)
-    return price if price > 0.0 else None
-
-
-def _price(data: dict[str, Any], key: str) -> float | None:
-    return _to_price(data.get(key), key)
-
-
-def _ms(data: dict[str, Any], key: str) -> float:
-    """A required millisecond timestamp, as Unix seconds."""
-    return _to_float(data.get(key), key) / 1000.0
 
 
 def _frame_ts(message: dict[str, Any], recv_ts: float) -> float:
     """The frame's ``ts`` (milliseconds) as Unix seconds, or the receive time when absent."""
-    return _ms(message, "ts") if "ts" in message else recv_ts
+    return _READ.ms(message, "ts") if "ts" in message else recv_ts
 
 
 def _spec(name: str, url: str, topics: Mapping[PriceKind, str]) -> VenueSpec:

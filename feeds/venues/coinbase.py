@@ -6,22 +6,27 @@ plus, always, the ``heartbeats`` channel: Coinbase closes channels of quiet prod
 
 ``sequence_num`` counts frames per *connection* across all channels, so the parser (one per
 connection) reports a jump as ``Status(GAP)``: the session decides how to resync.
-
-Also home of :func:`parse_rfc3339`, the fast RFC 3339 timestamp parser the Kraken module shares.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import math
 from collections.abc import Sequence
 
 import msgspec
 
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, Parser, VenueSpec
-from monitor.errors import ConfigError
+from feeds.venues.fields import (
+    WIRE_ERRORS,
+    FieldReader,
+    chunks,
+    mid_price,
+    offered,
+    oldest_first,
+    parse_rfc3339,
+    parse_rfc3339_or,
+    to_json,
+)
 
 VENUE = "coinbase"
 DEFAULT_URL = "wss://advanced-trade-ws.coinbase.com"
@@ -32,72 +37,7 @@ _HEARTBEATS = "heartbeats"
 _MAX_PRODUCTS_PER_CONNECTION = 100
 # Unauthenticated clients may send 8 messages per second per IP; leave room for other connections.
 _SUBSCRIBE_RATE_HZ = 4.0
-
-
-# --- timestamps ----------------------------------------------------------------------------
-
-_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
-
-
-@functools.lru_cache(maxsize=64)
-def _midnight_s(date: str) -> float:
-    """Unix seconds of 00:00 UTC on ``YYYY-MM-DD`` (cached: frames share a handful of dates)."""
-    if len(date) != 10 or date[4] != "-" or date[7] != "-":
-        raise FeedParseError(f"bad date {date!r}")
-    year, month, day = date[0:4], date[5:7], date[8:10]
-    if not _all_digits(year, month, day):
-        raise FeedParseError(f"bad date {date!r}")
-    try:
-        ordinal = _dt.date(int(year), int(month), int(day)).toordinal()
-    except ValueError as exc:
-        raise FeedParseError(f"bad date {date!r}") from exc
-    return float((ordinal - _EPOCH_ORDINAL) * 86400)
-
-
-def _all_digits(*parts: str) -> bool:
-    return all(part.isascii() and part.isdigit() for part in parts)
-
-
-def _offset_s(text: str) -> tuple[str, float]:
-    """Split an RFC 3339 time into (clock, UTC offset in seconds)."""
-    if text[-1:] in ("Z", "z"):
-        return text[:-1], 0.0
-    sign, hours, colon, minutes = text[-6:-5], text[-5:-3], text[-3:-2], text[-2:]
-    if sign not in ("+", "-") or colon != ":" or not _all_digits(hours, minutes):
-        raise FeedParseError(f"timestamp {text!r} has no UTC offset")
-    offset = int(hours) * 3600.0 + int(minutes) * 60.0
-    return text[:-6], offset if sign == "+" else -offset
-
-
-def parse_rfc3339(text: str) -> float:
-    """Parse an RFC 3339 / ISO-8601 UTC timestamp into Unix seconds.
-
-    Accepts any number of fractional digits (Coinbase sends nanoseconds, e.g.
-    ``"2023-02-09T20:32:50.714964855Z"``) and a ``Z`` or ``+HH:MM`` offset.
-
-    Args:
-        text: the timestamp.
-
-    Returns:
-        Unix seconds as a float (sub-microsecond digits are kept as far as a float allows).
-
-    Raises:
-        FeedParseError: the text is not such a timestamp.
-    """
-    if len(text) < 20 or text[10] not in ("T", "t", " "):
-        raise FeedParseError(f"bad timestamp {text!r}")
-    clock, offset = _offset_s(text[11:])
-    hms, dot, fraction = clock.partition(".")
-    if len(hms) != 8 or hms[2] != ":" or hms[5] != ":" or (dot and not fraction):
-        raise FeedParseError(f"bad timestamp {text!r}")
-    hour, minute, second = hms[0:2], hms[3:5], hms[6:8]
-    if not _all_digits(hour, minute, second) or (fraction and not _all_digits(fraction)):
-        raise FeedParseError(f"bad timestamp {text!r}")
-    h, m, s = int(hour), int(minute), int(second)
-    if h > 23 or m > 59 or s > 60:  # 60: a leap second
-        raise FeedParseError(f"bad timestamp {text!r}")
-    frac_s = float("0." + fraction[:12]) if fraction else 0.0
-    return _midnight_s(text[:10]) + h * 3600 + m * 60 + s + frac_s - offset
+_READ = FieldReader(VENUE)
 
 
 # --- wire types (decoded lazily: level2 and candles frames never get past the envelope) -------
@@ -149,16 +89,8 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
 def _price(text: str | None, field: str) -> float | None:
-    """A decimal string as a float; None when empty or absent. Non-finite is malformed."""
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise FeedParseError(f"{VENUE}: {field} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise FeedParseError(f"{VENUE}: {field} {text!r} is not finite")
-    return value
+    """A decimal string as a price; None when absent, empty or non-positive."""
+    return None if text is None else _READ.to_price(text, field)
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -183,7 +115,7 @@ class CoinbaseParser:
         try:
             envelope = _ENVELOPE.decode(raw)
             events = self._events(envelope, recv_ts)
-        except (msgspec.MsgspecError, RecursionError, UnicodeError) as exc:
+        except WIRE_ERRORS as exc:
             raise FeedParseError(f"{VENUE}: {exc}") from None
         return self._sequence(envelope.sequence_num) + events
 
@@ -220,14 +152,11 @@ class CoinbaseParser:
         for event in _TRADES_EVENTS.decode(envelope.events):
             for trade in event.trades:
                 price = _price(trade.price, "price")
-                if price is None or price <= 0.0:
+                if price is None:
                     continue
                 ts = parse_rfc3339(trade.time) if trade.time else _frame_ts(envelope, recv_ts)
                 quotes.append(Quote(VENUE, trade.product_id, PriceKind.TRADE, price, ts, recv_ts))
-        quotes.sort(key=lambda quote: quote.ts)  # snapshots list the newest trade first
-        out: list[FeedEvent] = []
-        out.extend(quotes)
-        return out
+        return oldest_first(quotes)
 
     def _tickers(self, envelope: _Envelope, recv_ts: float) -> list[FeedEvent]:
         out: list[FeedEvent] = []
@@ -235,18 +164,17 @@ class CoinbaseParser:
         for event in _TICKER_EVENTS.decode(envelope.events):
             for ticker in event.tickers:
                 bid = _price(ticker.best_bid, "best_bid")
-                ask = _price(ticker.best_ask, "best_ask")
-                if bid is not None and ask is not None and 0.0 < bid <= ask:
-                    mid = (bid + ask) / 2.0
+                mid = mid_price(bid, _price(ticker.best_ask, "best_ask"))
+                if mid is not None:
                     out.append(Quote(VENUE, ticker.product_id, PriceKind.MID, mid, ts, recv_ts))
                 last = _price(ticker.price, "price")
-                if last is not None and last > 0.0:
+                if last is not None:
                     out.append(Quote(VENUE, ticker.product_id, PriceKind.TRADE, last, ts, recv_ts))
         return out
 
 
 def _frame_ts(envelope: _Envelope, recv_ts: float) -> float:
-    return parse_rfc3339(envelope.timestamp) if envelope.timestamp else recv_ts
+    return parse_rfc3339_or(envelope.timestamp, recv_ts)
 
 
 def _subscribed(events: list[_SubscriptionsEvent]) -> Status:
@@ -261,15 +189,7 @@ def _subscribed(events: list[_SubscriptionsEvent]) -> Status:
 
 
 def _frame(kind: str, product_ids: Sequence[str], channel: str) -> str:
-    message = {"type": kind, "product_ids": list(product_ids), "channel": channel}
-    return msgspec.json.encode(message).decode()
-
-
-def _channel(kind: PriceKind) -> str:
-    try:
-        return _CHANNELS[kind]
-    except KeyError:
-        raise ConfigError(f"{VENUE} delivers trade and mid prices, not {kind.value}") from None
+    return to_json({"type": kind, "product_ids": list(product_ids), "channel": channel})
 
 
 def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
@@ -280,11 +200,9 @@ def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[Connecti
     Raises:
         ConfigError: ``kind`` is neither trade nor mid.
     """
-    channel = _channel(kind)
-    products = list(dict.fromkeys(instruments))
+    channel = offered(VENUE, _CHANNELS, kind)
     plans = []
-    for start in range(0, len(products), _MAX_PRODUCTS_PER_CONNECTION):
-        chunk = tuple(products[start : start + _MAX_PRODUCTS_PER_CONNECTION])
+    for chunk in chunks(list(dict.fromkeys(instruments)), _MAX_PRODUCTS_PER_CONNECTION):
         frames = (_frame("subscribe", chunk, _HEARTBEATS), _frame("subscribe", chunk, channel))
         plans.append(ConnectionPlan(url, frames, chunk, subscribe_rate_hz=_SUBSCRIBE_RATE_HZ))
     return plans
@@ -292,7 +210,7 @@ def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[Connecti
 
 def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
     """Unsubscribe then subscribe frames that refresh ``instruments`` on a live connection."""
-    channel, products = _channel(kind), list(dict.fromkeys(instruments))
+    channel, products = offered(VENUE, _CHANNELS, kind), list(dict.fromkeys(instruments))
     return [_frame("unsubscribe", products, channel), _frame("subscribe", products, channel)]
 
 

@@ -30,6 +30,7 @@ from feeds.events import (
     StatusKind,
 )
 from feeds.venue import ConnectionPlan, Parser, VenueSpec
+from feeds.venues.fields import WIRE_ERRORS, chunks, mid_price, to_json
 from monitor.errors import ConfigError
 
 VENUE = "deribit"
@@ -49,8 +50,7 @@ _KINDS = frozenset({PriceKind.TRADE, PriceKind.MID, PriceKind.MARK, PriceKind.IN
 
 
 def _rpc(request_id: int, method: str, params: dict[str, object]) -> str:
-    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-    return msgspec.json.encode(message).decode()
+    return to_json({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 
 
 SET_HEARTBEAT = _rpc(_SET_HEARTBEAT_ID, "public/set_heartbeat", {"interval": _HEARTBEAT_INTERVAL_S})
@@ -145,7 +145,7 @@ class DeribitParser:
                 return [_error(message)]
             if message.result:
                 return _result(message.id, _RESULT.decode(message.result))
-        except (msgspec.MsgspecError, RecursionError, UnicodeError) as exc:
+        except WIRE_ERRORS as exc:
             raise FeedParseError(f"{VENUE}: {exc}") from None
         raise FeedParseError(f"{VENUE}: neither a notification nor a response")
 
@@ -195,12 +195,10 @@ def _ticker(params: _SubscriptionParams, recv_ts: float) -> list[FeedEvent]:
     data = _TICKER.decode(params.data)
     name = data.instrument_name or _channel_instrument(params.channel)
     ts = data.timestamp / 1000.0 if data.timestamp is not None else recv_ts
-    bid, ask = data.best_bid_price, data.best_ask_price
-    mid = (bid + ask) / 2.0 if bid is not None and ask is not None and 0.0 < bid <= ask else None
     prices = (
         (PriceKind.MARK, data.mark_price),
         (PriceKind.INDEX, data.index_price),
-        (PriceKind.MID, mid),
+        (PriceKind.MID, mid_price(data.best_bid_price, data.best_ask_price)),
         (PriceKind.TRADE, data.last_price),
     )
     out: list[FeedEvent] = [
@@ -248,15 +246,9 @@ def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[Connecti
         ConfigError: ``kind`` is not one Deribit delivers.
     """
     _check_kind(kind)
-    names = list(dict.fromkeys(instruments))
     plans = []
-    for start in range(0, len(names), _MAX_INSTRUMENTS_PER_CONNECTION):
-        chunk = tuple(names[start : start + _MAX_INSTRUMENTS_PER_CONNECTION])
-        channels = _channels(chunk)
-        batches = [
-            channels[at : at + _CHANNELS_PER_FRAME]
-            for at in range(0, len(channels), _CHANNELS_PER_FRAME)
-        ]
+    for chunk in chunks(list(dict.fromkeys(instruments)), _MAX_INSTRUMENTS_PER_CONNECTION):
+        batches = chunks(_channels(chunk), _CHANNELS_PER_FRAME)
         frames = tuple(
             _rpc(_SUBSCRIBE_ID_BASE + i, "public/subscribe", {"channels": batch})
             for i, batch in enumerate(batches)

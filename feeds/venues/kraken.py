@@ -15,8 +15,15 @@ import msgspec
 
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, Parser, VenueSpec
-from feeds.venues.coinbase import parse_rfc3339
-from monitor.errors import ConfigError
+from feeds.venues.fields import (
+    WIRE_ERRORS,
+    chunks,
+    mid_price,
+    offered,
+    oldest_first,
+    parse_rfc3339_or,
+    to_json,
+)
 
 VENUE = "kraken"
 DEFAULT_URL = "wss://ws.kraken.com/v2"
@@ -97,7 +104,7 @@ class KrakenParser:
         except msgspec.ValidationError as exc:
             hint = " (a JSON array: Kraken v1?)" if "got `array`" in str(exc) else ""
             raise FeedParseError(f"{VENUE}: {exc}{hint}") from None
-        except (msgspec.MsgspecError, RecursionError, UnicodeError) as exc:
+        except WIRE_ERRORS as exc:
             raise FeedParseError(f"{VENUE}: {exc}") from None
         raise FeedParseError(f"{VENUE}: frame has neither channel nor method")
 
@@ -136,21 +143,17 @@ def _trades(trades: list[_Trade], recv_ts: float) -> list[FeedEvent]:
     for trade in trades:
         if trade.price <= 0.0:
             continue
-        ts = parse_rfc3339(trade.timestamp) if trade.timestamp else recv_ts
+        ts = parse_rfc3339_or(trade.timestamp, recv_ts)
         quotes.append(Quote(VENUE, trade.symbol, PriceKind.TRADE, trade.price, ts, recv_ts))
-    quotes.sort(key=lambda quote: quote.ts)
-    out: list[FeedEvent] = []
-    out.extend(quotes)
-    return out
+    return oldest_first(quotes)
 
 
 def _tickers(tickers: list[_Ticker], recv_ts: float) -> list[FeedEvent]:
     out: list[FeedEvent] = []
     for ticker in tickers:
-        ts = parse_rfc3339(ticker.timestamp) if ticker.timestamp else recv_ts
-        bid, ask, last = ticker.bid, ticker.ask, ticker.last
-        if bid is not None and ask is not None and 0.0 < bid <= ask:
-            mid = (bid + ask) / 2.0
+        ts = parse_rfc3339_or(ticker.timestamp, recv_ts)
+        mid, last = mid_price(ticker.bid, ticker.ask), ticker.last
+        if mid is not None:
             out.append(Quote(VENUE, ticker.symbol, PriceKind.MID, mid, ts, recv_ts))
         if last is not None and last > 0.0:
             out.append(Quote(VENUE, ticker.symbol, PriceKind.TRADE, last, ts, recv_ts))
@@ -167,15 +170,7 @@ def _status(status: _SystemStatus) -> Status:
 
 
 def _frame(method: str, channel: str, symbols: Sequence[str]) -> str:
-    message = {"method": method, "params": {"channel": channel, "symbol": list(symbols)}}
-    return msgspec.json.encode(message).decode()
-
-
-def _channel_name(kind: PriceKind) -> str:
-    try:
-        return _CHANNELS[kind]
-    except KeyError:
-        raise ConfigError(f"{VENUE} delivers trade and mid prices, not {kind.value}") from None
+    return to_json({"method": method, "params": {"channel": channel, "symbol": list(symbols)}})
 
 
 def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
@@ -184,18 +179,16 @@ def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[Connecti
     Raises:
         ConfigError: ``kind`` is neither trade nor mid.
     """
-    channel = _channel_name(kind)
-    symbols = list(dict.fromkeys(instruments))
-    plans = []
-    for start in range(0, len(symbols), _MAX_SYMBOLS_PER_CONNECTION):
-        chunk = tuple(symbols[start : start + _MAX_SYMBOLS_PER_CONNECTION])
-        plans.append(ConnectionPlan(url, (_frame("subscribe", channel, chunk),), chunk))
-    return plans
+    channel = offered(VENUE, _CHANNELS, kind)
+    return [
+        ConnectionPlan(url, (_frame("subscribe", channel, chunk),), chunk)
+        for chunk in chunks(list(dict.fromkeys(instruments)), _MAX_SYMBOLS_PER_CONNECTION)
+    ]
 
 
 def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
     """Unsubscribe then subscribe frames that refresh ``instruments`` on a live connection."""
-    channel, symbols = _channel_name(kind), list(dict.fromkeys(instruments))
+    channel, symbols = offered(VENUE, _CHANNELS, kind), list(dict.fromkeys(instruments))
     return [_frame("unsubscribe", channel, symbols), _frame("subscribe", channel, symbols)]
 
 

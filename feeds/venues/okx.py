@@ -8,15 +8,12 @@ with code 64008, reported as MAINTENANCE so that the session reconnects cleanly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-import msgspec
-
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, VenueSpec
-from monitor.errors import ConfigError
+from feeds.venues.fields import FieldReader, chunks, offered, to_json
 
 PUBLIC_URL: Final = "wss://ws.okx.com:8443/ws/v5/public"
 MAX_ARGS_PER_FRAME: Final = 100  # keeps a frame far below OKX's 64 KB limit on args
@@ -26,6 +23,7 @@ CHANNELS: Final[Mapping[PriceKind, str]] = {
     PriceKind.TRADE: "trades",
     PriceKind.MID: "tickers",
 }
+_READ: Final = FieldReader("okx")
 
 
 def channel_args(instruments: Sequence[str], kind: PriceKind) -> list[dict[str, str]]:
@@ -34,19 +32,13 @@ def channel_args(instruments: Sequence[str], kind: PriceKind) -> list[dict[str, 
     Raises:
         ConfigError: ``kind`` is not offered (OKX here gives trades and mids).
     """
-    if kind not in CHANNELS:
-        offered = ", ".join(sorted(CHANNELS))
-        raise ConfigError(f"okx: price kind '{kind}' is not offered; use {offered}")
-    channel = CHANNELS[kind]
+    channel = offered("okx", CHANNELS, kind)
     return [{"channel": channel, "instId": inst} for inst in dict.fromkeys(instruments)]
 
 
 def op_frames(op: str, args: Sequence[dict[str, str]]) -> list[str]:
     """``{"op": op, "args": [...]}`` frames of at most MAX_ARGS_PER_FRAME args each."""
-    return [
-        msgspec.json.encode({"op": op, "args": args[start : start + MAX_ARGS_PER_FRAME]}).decode()
-        for start in range(0, len(args), MAX_ARGS_PER_FRAME)
-    ]
+    return [to_json({"op": op, "args": chunk}) for chunk in chunks(args, MAX_ARGS_PER_FRAME)]
 
 
 def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
@@ -81,7 +73,7 @@ class OkxParser:
         """Parse one frame received at ``recv_ts`` (Unix seconds)."""
         if raw == ("pong" if isinstance(raw, str) else b"pong"):
             return [Status(self._venue, StatusKind.HEARTBEAT)]
-        message = _decode(raw)
+        message = _READ.decode_object(raw)
         if "event" in message:
             return [self._event(message)]
         arg = message.get("arg")
@@ -110,7 +102,7 @@ class OkxParser:
         return Status(self._venue, StatusKind.INFO, detail=f"{event}: {code}: {msg}")
 
     def _ticker(self, item: dict[str, Any], recv_ts: float) -> list[Quote]:
-        inst, ts = _text(item, "instId"), _ms(item, "ts")
+        inst, ts = _READ.text(item, "instId"), _READ.ms(item, "ts")
         bid, ask, last = _price(item, "bidPx"), _price(item, "askPx"), _price(item, "last")
         quotes = []
         if bid is not None and ask is not None:
@@ -123,9 +115,8 @@ class OkxParser:
         price = _price(item, "px")
         if price is None:
             raise FeedParseError(f"okx: trade without a price: {item!r:.80}")
-        return Quote(
-            self._venue, _text(item, "instId"), PriceKind.TRADE, price, _ms(item, "ts"), recv_ts
-        )
+        inst, ts = _READ.text(item, "instId"), _READ.ms(item, "ts")
+        return Quote(self._venue, inst, PriceKind.TRADE, price, ts, recv_ts)
 
 
 def _arg_instrument(message: dict[str, Any]) -> str | None:
@@ -142,49 +133,9 @@ def _items(message: dict[str, Any]) -> list[dict[str, Any]]:
     return data
 
 
-def _decode(raw: str | bytes) -> dict[str, Any]:
-    """A JSON object from a frame, or FeedParseError."""
-    try:
-        message = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeError, RecursionError, TypeError) as exc:
-        raise FeedParseError(f"okx: undecodable frame: {exc}") from exc
-    if not isinstance(message, dict):
-        raise FeedParseError(f"okx: frame is not a JSON object: {message!r:.80}")
-    return message
-
-
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise FeedParseError(f"okx: {key!r} must be a non-empty string, got {value!r:.80}")
-    return value
-
-
-def _number(data: dict[str, Any], key: str) -> float:
-    """A finite number given as a JSON number or a decimal string; FeedParseError otherwise."""
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise FeedParseError(f"okx: {key!r} must be a number, got {value!r:.80}")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError) as exc:
-        raise FeedParseError(f"okx: {key!r} is not a number: {value!r:.80}") from exc
-    if not math.isfinite(number):
-        raise FeedParseError(f"okx: {key!r} is not finite: {value!r:.80}")
-    return number
-
-
-def _price(data: dict[str, Any], key: str) -> float | None:
-    """A price; None when absent, empty (OKX's "no price") or non-positive."""
-    if data.get(key, "") == "":
-        return None
-    price = _number(data, key)
-    return price if price > 0.0 else None
-
-
-def _ms(data: dict[str, Any], key: str) -> float:
-    """A required millisecond timestamp (OKX sends a decimal string), as Unix seconds."""
-    return _number(data, key) / 1000.0
+def _price(item: dict[str, Any], key: str) -> float | None:
+    """A price; None when empty or non-positive, and also when absent (OKX's "no price")."""
+    return _READ.price(item, key) if key in item else None
 
 
 OKX: Final = VenueSpec(

@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import VenueSpec
 from feeds.venues.binance import BINANCE, BINANCE_USDM, MAX_LIFETIME_S
 from monitor.errors import ConfigError
-from tests.recorded import (
-    json_values,
-    mutated_frames,
-    parse_or_reject,
-    recorded_connections,
-    recorded_frames,
-)
+from tests.fuzz import fuzz_tests
+from tests.recorded import first_frame, recorded_connections
 
 RECV_TS = 1_700_000_000.5
 
@@ -60,11 +53,6 @@ SPECS = [BINANCE, BINANCE_USDM]
 
 def parse(spec: VenueSpec, raw: str | bytes, recv_ts: float = RECV_TS) -> list[FeedEvent]:
     return list(spec.new_parser().parse(raw, recv_ts))
-
-
-def first_frame(name: str, marker: str) -> tuple[float, str]:
-    """The first recorded frame whose text contains ``marker``."""
-    return next((ts, data) for ts, data in recorded_frames(name) if marker in data)
 
 
 # --- recorded frames ------------------------------------------------------------------------
@@ -332,32 +320,9 @@ def test_resubscribe_frames() -> None:
 # --- fuzzing --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", SPECS)
-@given(raw=st.binary(max_size=200))
-def test_fuzz_bytes(spec: VenueSpec, raw: bytes) -> None:
-    """Arbitrary bytes never raise anything but FeedParseError."""
-    parse_or_reject(spec.new_parser().parse, raw)
+class TestFuzz(fuzz_tests(SPECS, SAMPLES)):
+    """Fuzzing of the spot and the USD-M parser (see tests.fuzz.fuzz_tests)."""
 
-
-@pytest.mark.parametrize("spec", SPECS)
-@given(raw=st.text(max_size=200))
-def test_fuzz_text(spec: VenueSpec, raw: str) -> None:
-    """Arbitrary text (lone surrogates included) never raises anything but FeedParseError."""
-    parse_or_reject(spec.new_parser().parse, raw)
-
-
-@pytest.mark.parametrize("spec", SPECS)
-@given(value=json_values())
-def test_fuzz_json_values(spec: VenueSpec, value: object) -> None:
-    """Arbitrary JSON values, bare or in a combined-stream wrapper, are handled or rejected."""
-    parser = spec.new_parser()
-    parse_or_reject(parser.parse, json.dumps(value))
-    parse_or_reject(parser.parse, json.dumps({"stream": "x@trade", "data": value}))
-
-
-@pytest.mark.parametrize("spec", SPECS)
-@settings(max_examples=400)
-@given(raw=mutated_frames(SAMPLES))
-def test_fuzz_mutated_frames(spec: VenueSpec, raw: str) -> None:
-    """Real frames with fields deleted or retyped are handled or rejected."""
-    parse_or_reject(spec.new_parser().parse, raw)
+    def envelopes(self, value: object) -> list[object]:
+        """Bare, and in a combined-stream wrapper."""
+        return [value, {"stream": "x@trade", "data": value}]

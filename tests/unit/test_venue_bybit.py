@@ -13,7 +13,8 @@ from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import Parser, VenueSpec
 from feeds.venues.bybit import BYBIT, BYBIT_SPOT
 from monitor.errors import ConfigError
-from tests.recorded import json_values, mutated_frames, parse_or_reject, recorded_connections
+from tests.fuzz import fuzz_tests, mutated_frames, parse_or_reject
+from tests.recorded import recorded_connections
 
 RECV_TS = 1_700_000_000.5
 LINEAR_CONN, SPOT_CONN = "BYBIT.ws.2", "BYBIT.ws.3"
@@ -357,28 +358,16 @@ def test_resubscribe_frames() -> None:
 # --- fuzzing --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", SPECS)
-@given(raw=st.binary(max_size=200))
-def test_fuzz_bytes(spec: VenueSpec, raw: bytes) -> None:
-    """Arbitrary bytes never raise anything but FeedParseError."""
-    parse_or_reject(spec.new_parser().parse, raw)
+class TestFuzz(fuzz_tests(SPECS, SAMPLES)):
+    """Fuzzing of the linear and the spot parser (see tests.fuzz.fuzz_tests)."""
 
-
-@pytest.mark.parametrize("spec", SPECS)
-@given(raw=st.text(max_size=200))
-def test_fuzz_text(spec: VenueSpec, raw: str) -> None:
-    """Arbitrary text never raises anything but FeedParseError."""
-    parse_or_reject(spec.new_parser().parse, raw)
-
-
-@pytest.mark.parametrize("spec", SPECS)
-@given(value=json_values(), topic=st.sampled_from(["tickers.X", "publicTrade.X", "orderbook.1.X"]))
-def test_fuzz_json_values(spec: VenueSpec, value: object, topic: str) -> None:
-    """Arbitrary JSON values, bare or as a topic's data, are handled or rejected."""
-    parser = spec.new_parser()
-    parse_or_reject(parser.parse, json.dumps(value))
-    for update in ("snapshot", "delta"):
-        parse_or_reject(parser.parse, json.dumps({"topic": topic, "type": update, "data": value}))
+    def envelopes(self, value: object) -> list[object]:
+        """Bare, and as the data of each topic's snapshot and delta."""
+        return [value] + [
+            {"topic": topic, "type": update, "data": value}
+            for topic in ("tickers.X", "publicTrade.X", "orderbook.1.X")
+            for update in ("snapshot", "delta")
+        ]
 
 
 @settings(max_examples=400)

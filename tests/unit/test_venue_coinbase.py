@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
-from feeds.venues.coinbase import COINBASE, CoinbaseParser, parse_rfc3339, plan, resubscribe
+from feeds.venues.coinbase import COINBASE, CoinbaseParser, plan, resubscribe
 from monitor.errors import ConfigError
+from tests.fuzz import fuzz_tests
 from tests.recorded import recorded_frames
 
 URL = "wss://advanced-trade-ws.coinbase.com"
@@ -254,56 +251,6 @@ def test_ticker_without_both_sides_gives_no_mid() -> None:
     assert (quote.kind, quote.price) == (PriceKind.TRADE, 100.0)
 
 
-# --- timestamps ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "want"),
-    [
-        ("2023-02-09T20:32:50.714964855Z", 1675974770.714964855),
-        ("2023-02-09T20:32:50Z", 1675974770.0),
-        ("2023-02-09T20:32:50.5+00:00", 1675974770.5),
-        ("2023-02-09T22:32:50.5+02:00", 1675974770.5),
-        ("2023-02-09T18:02:50-02:30", 1675974770.0),
-        ("2016-12-31T23:59:60Z", 1483228800.0),
-    ],
-)
-def test_parse_rfc3339(text: str, want: float) -> None:
-    """Nanoseconds, no fraction, numeric offsets and a leap second all parse."""
-    assert parse_rfc3339(text) == pytest.approx(want, abs=1e-6)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "2023-02-09",
-        "2023-02-09T20:32:50",
-        "2023-02-09T20:32:50.Z",
-        "2023-13-09T20:32:50Z",
-        "2023-02-30T20:32:50Z",
-        "2023-0x-09T20:32:50Z",
-        "2023-02-09T24:32:50Z",
-        "2023-02-09T20:32:5xZ",
-        "2023-02-09T20:32:50.1_2Z",
-        "2023-02-09T20:32:50+0000",
-        "２０２３-02-09T20:32:50Z",
-        "2023-02-09 20:32:50 +0000 UTC",
-    ],
-)
-def test_parse_rfc3339_rejects(text: str) -> None:
-    """Anything but an RFC 3339 timestamp raises FeedParseError."""
-    with pytest.raises(FeedParseError):
-        parse_rfc3339(text)
-
-
-@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)))
-def test_parse_rfc3339_agrees_with_datetime(moment: datetime) -> None:
-    """For any microsecond UTC time, the fast parser equals datetime's answer."""
-    text = moment.isoformat(timespec="microseconds") + "Z"
-    assert parse_rfc3339(text) == pytest.approx(moment.replace(tzinfo=UTC).timestamp(), abs=1e-6)
-
-
 # --- plans -----------------------------------------------------------------------------------
 
 
@@ -365,65 +312,6 @@ def test_resubscribe_frames() -> None:
 
 # --- fuzzing ---------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=24,
-)
-ODD = st.sampled_from([None, True, 0, -1, 2**70, 1.5, "", "x", "nan", "1e999", "-5", [], {}, [{}]])
-
-
-def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path (dict keys, list indices) into a decoded JSON document, the root included."""
-    found = [prefix]
-    items = (
-        node.items()
-        if isinstance(node, dict)
-        else enumerate(node)
-        if isinstance(node, list)
-        else ()
-    )
-    for key, child in items:
-        found += paths(child, (*prefix, key))
-    return found
-
-
-@st.composite
-def mutations(draw: st.DrawFn, sources: list[str]) -> str:
-    """A real frame with one to three fields deleted or replaced by odd or arbitrary values."""
-    doc = json.loads(draw(st.sampled_from(sources)))
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(paths(doc)))
-        value = copy.deepcopy(draw(ODD | JSON))  # ODD's lists and dicts are shared
-        if not path:
-            doc = value
-            continue
-        parent = doc
-        for key in path[:-1]:
-            parent = parent[key]
-        if draw(st.booleans()):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = value
-    return json.dumps(doc)
-
-
-def check(raw: str | bytes) -> None:
-    """Parse: only FeedParseError may escape, and quotes carry finite positive prices."""
-    try:
-        events = CoinbaseParser().parse(raw, 1.0)
-    except FeedParseError:
-        return
-    assert isinstance(events, list)
-    for event in events:
-        if isinstance(event, Quote):
-            assert math.isfinite(event.price)
-            assert event.price > 0
-            assert math.isfinite(event.ts)
-
-
 DOCUMENTED = [
     envelope(3),
     trade_frame("1650.5"),
@@ -442,41 +330,14 @@ DOCUMENTED = [
     envelope(5, "subscriptions", [{"subscriptions": {"ticker": ["BTC-USD"]}}]),
     '{"type":"error","message":"failure to subscribe"}',
 ]
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@FUZZ
-@given(st.binary())
-def test_fuzz_bytes(raw: bytes) -> None:
-    check(raw)
+class TestFuzz(fuzz_tests([COINBASE], DOCUMENTED, "coinbase")):
+    """Fuzzing of the Coinbase parser (see tests.fuzz.fuzz_tests)."""
 
+    unnamed_ok = True  # an empty product_id is passed through, not rejected
 
-@FUZZ
-@given(st.text())
-def test_fuzz_text(raw: str) -> None:
-    check(raw)
-
-
-@FUZZ
-@given(JSON)
-def test_fuzz_json_values(value: Any) -> None:
-    check(json.dumps(value))
-
-
-@FUZZ
-@given(mutations(DOCUMENTED))
-def test_fuzz_mutated_documented_frames(raw: str) -> None:
-    check(raw)
-
-
-@pytest.fixture(scope="module")
-def small_recorded(frames: list[tuple[float, str]]) -> list[str]:
-    """Recorded frames small enough to mutate quickly: every channel is represented."""
-    return [data for _, data in frames if len(data) < 4000]
-
-
-@pytest.mark.shared
-@FUZZ
-@given(data=st.data())
-def test_fuzz_mutated_recorded_frames(small_recorded: list[str], data: st.DataObject) -> None:
-    check(data.draw(mutations(small_recorded)))
+    @staticmethod
+    def worth_mutating(frame: str) -> bool:
+        """Frames small enough to mutate quickly (every channel has some)."""
+        return len(frame) < 4000

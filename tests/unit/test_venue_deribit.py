@@ -6,16 +6,12 @@ plans always ask for ``.100ms`` (``.raw`` needs authentication today).
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from feeds.events import (
+    FeedEvent,
     FeedParseError,
     Greeks,
     OptionQuote,
@@ -26,6 +22,7 @@ from feeds.events import (
     StatusKind,
 )
 from feeds.venues.deribit import DERIBIT, DeribitParser, is_option, plan, resubscribe
+from tests.fuzz import fuzz_tests
 from tests.recorded import recorded_frames
 
 URL = "wss://www.deribit.com/ws/api/v2"
@@ -327,102 +324,17 @@ def test_plan_without_instruments() -> None:
 
 # --- fuzzing ---------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=24,
-)
-ODD = st.sampled_from([None, True, 0, -1, 2**70, 1.5, "", "x", "nan", "1e999", "-5", [], {}, [{}]])
 
+class TestFuzz(fuzz_tests([DERIBIT], DOCUMENTED, "deribit")):
+    """Fuzzing of the Deribit parser (see tests.fuzz.fuzz_tests)."""
 
-def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path (dict keys, list indices) into a decoded JSON document, the root included."""
-    found = [prefix]
-    items = (
-        node.items()
-        if isinstance(node, dict)
-        else enumerate(node)
-        if isinstance(node, list)
-        else ()
-    )
-    for key, child in items:
-        found += paths(child, (*prefix, key))
-    return found
+    @staticmethod
+    def worth_mutating(frame: str) -> bool:
+        """Ticker notifications and the subscribe result, not order books."""
+        return '"channel":"book.' not in frame
 
-
-@st.composite
-def mutations(draw: st.DrawFn, sources: list[str]) -> str:
-    """A real frame with one to three fields deleted or replaced by odd or arbitrary values."""
-    doc = json.loads(draw(st.sampled_from(sources)))
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(paths(doc)))
-        value = copy.deepcopy(draw(ODD | JSON))  # ODD's lists and dicts are shared
-        if not path:
-            doc = value
-            continue
-        parent = doc
-        for key in path[:-1]:
-            parent = parent[key]
-        if draw(st.booleans()):
-            del parent[path[-1]]
-        else:
-            parent[path[-1]] = value
-    return json.dumps(doc)
-
-
-def check(raw: str | bytes) -> None:
-    """Parse: only FeedParseError may escape; quotes carry finite positive prices."""
-    try:
-        events = DeribitParser().parse(raw, 1.0)
-    except FeedParseError:
-        return
-    assert isinstance(events, list)
-    for event in events:
-        if isinstance(event, Quote):
-            assert math.isfinite(event.price)
-            assert event.price > 0
-            assert math.isfinite(event.ts)
-        elif isinstance(event, Reply):
-            assert json.loads(event.payload)["method"] == "public/test"
-
-
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@FUZZ
-@given(st.binary())
-def test_fuzz_bytes(raw: bytes) -> None:
-    check(raw)
-
-
-@FUZZ
-@given(st.text())
-def test_fuzz_text(raw: str) -> None:
-    check(raw)
-
-
-@FUZZ
-@given(JSON)
-def test_fuzz_json_values(value: Any) -> None:
-    check(json.dumps(value))
-
-
-@FUZZ
-@given(mutations(DOCUMENTED))
-def test_fuzz_mutated_documented_frames(raw: str) -> None:
-    check(raw)
-
-
-@pytest.fixture(scope="module")
-def recorded_tickers(frames: list[tuple[float, str]]) -> list[str]:
-    """Recorded ticker notifications and the subscribe result."""
-    return [data for _, data in frames if '"channel":"book.' not in data]
-
-
-@pytest.mark.shared
-@FUZZ
-@given(data=st.data())
-def test_fuzz_mutated_recorded_frames(recorded_tickers: list[str], data: st.DataObject) -> None:
-    check(data.draw(mutations(recorded_tickers)))
+    def check(self, events: list[FeedEvent]) -> None:
+        """The only reply a frame can ask for is a heartbeat's public/test."""
+        for event in events:
+            if isinstance(event, Reply):
+                assert json.loads(event.payload)["method"] == "public/test"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venues.okx import OKX
 from monitor.errors import ConfigError
-from tests.recorded import json_values, mutated_frames, parse_or_reject, recorded_frames
+from tests.fuzz import fuzz_tests
+from tests.recorded import first_frame, recorded_frames
 
 RECV_TS = 1_700_000_000.5
 
@@ -50,11 +49,6 @@ def parse(raw: str | bytes, recv_ts: float = RECV_TS) -> list[FeedEvent]:
     return list(OKX.new_parser().parse(raw, recv_ts))
 
 
-def first_frame(marker: str) -> tuple[float, str]:
-    """The first recorded frame whose text contains ``marker``."""
-    return next((ts, data) for ts, data in recorded_frames("okx") if marker in data)
-
-
 # --- recorded frames ------------------------------------------------------------------------
 
 
@@ -74,7 +68,7 @@ def test_every_recorded_frame_parses() -> None:
 @pytest.mark.shared
 def test_spot_ticker_values() -> None:
     """tickers gives the mid of bidPx/askPx and the last trade price, at the ticker's ts."""
-    ts, data = first_frame('"channel":"tickers","instId":"BTC-USDT"},"data"')
+    ts, data = first_frame("okx", '"channel":"tickers","instId":"BTC-USDT"},"data"')
     assert data == BTC_TICKER
     [mid, last] = parse(data, ts)
     assert isinstance(mid, Quote)
@@ -86,7 +80,7 @@ def test_spot_ticker_values() -> None:
 @pytest.mark.shared
 def test_futures_ticker_values() -> None:
     """A dated future's ticker: instrument as OKX names it, mid and last."""
-    ts, data = first_frame('"channel":"tickers","instId":"BTC-USD-220527"},"data"')
+    ts, data = first_frame("okx", '"channel":"tickers","instId":"BTC-USD-220527"},"data"')
     quotes = [q for q in parse(data, ts) if isinstance(q, Quote)]
     assert [(q.instrument, q.kind, q.ts) for q in quotes] == [
         ("BTC-USD-220527", PriceKind.MID, 1652459223.003),
@@ -99,7 +93,7 @@ def test_futures_ticker_values() -> None:
 @pytest.mark.shared
 def test_trade_values() -> None:
     """trades gives px at the trade's ts."""
-    ts, data = first_frame('"channel":"trades","instId":"BTC-USDT"},"data"')
+    ts, data = first_frame("okx", '"channel":"trades","instId":"BTC-USDT"},"data"')
     assert data == BTC_TRADE
     assert parse(data, ts) == [
         Quote("okx", "BTC-USDT", PriceKind.TRADE, 30236.0, 1652459224.818, ts)
@@ -109,9 +103,9 @@ def test_trade_values() -> None:
 @pytest.mark.shared
 def test_books_and_subscribe_ack() -> None:
     """Order books give nothing; a subscribe event names its instrument."""
-    ts, book = first_frame('"channel":"books","instId":"BTC-USDT"},"action"')
+    ts, book = first_frame("okx", '"channel":"books","instId":"BTC-USDT"},"action"')
     assert parse(book, ts) == []
-    ts, ack = first_frame('"event":"subscribe"')
+    ts, ack = first_frame("okx", '"event":"subscribe"')
     assert parse(ack, ts) == [Status("okx", StatusKind.SUBSCRIBED, instrument="BTC-USD-220527")]
 
 
@@ -250,28 +244,11 @@ def test_resubscribe_frames() -> None:
 # --- fuzzing --------------------------------------------------------------------------------
 
 
-@given(raw=st.binary(max_size=200))
-def test_fuzz_bytes(raw: bytes) -> None:
-    """Arbitrary bytes never raise anything but FeedParseError."""
-    parse_or_reject(OKX.new_parser().parse, raw)
+class TestFuzz(fuzz_tests([OKX], SAMPLES)):
+    """Fuzzing of the OKX parser (see tests.fuzz.fuzz_tests)."""
 
-
-@given(raw=st.text(max_size=200))
-def test_fuzz_text(raw: str) -> None:
-    """Arbitrary text never raises anything but FeedParseError."""
-    parse_or_reject(OKX.new_parser().parse, raw)
-
-
-@given(value=json_values(), channel=st.sampled_from(["tickers", "trades", "books"]))
-def test_fuzz_json_values(value: object, channel: str) -> None:
-    """Arbitrary JSON values, bare, as an event or as a channel's data, are handled or rejected."""
-    parser = OKX.new_parser()
-    for frame in (value, {"event": value}, {"arg": {"channel": channel}, "data": value}):
-        parse_or_reject(parser.parse, json.dumps(frame))
-
-
-@settings(max_examples=400)
-@given(raw=mutated_frames(SAMPLES))
-def test_fuzz_mutated_frames(raw: str) -> None:
-    """Real frames with fields deleted or retyped are handled or rejected."""
-    parse_or_reject(OKX.new_parser().parse, raw)
+    def envelopes(self, value: object) -> list[object]:
+        """Bare, as an event, and as the data of a channel."""
+        channels = ("tickers", "trades", "books")
+        data = [{"arg": {"channel": channel}, "data": value} for channel in channels]
+        return [value, {"event": value}, *data]
