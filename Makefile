@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= config/riskmon.toml
 
-.PHONY: install lint typecheck test run demo replay-example bench clean
+.PHONY: install lint typecheck test run demo replay-example bench clean system-deps deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,26 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy --strict -p monitor -p feeds -p alerts
 
-test: lint typecheck
+test: lint typecheck system-deps deploy-check
 	$(VENV)/bin/pytest
+
+# Debian's Prometheus 2.42 (prometheus, promtool) and Alertmanager 0.25
+# (prometheus-alertmanager, amtool), for deploy-check and tests/integration/test_prometheus.py.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+system-deps:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+		|| ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			prometheus prometheus-alertmanager; \
+	fi
+
+deploy-check: system-deps
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+	amtool check-config deploy/alertmanager/alertmanager.yml
 
 run: install
 	$(VENV)/bin/riskmon run --config $(CONFIG)

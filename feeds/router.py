@@ -51,19 +51,23 @@ class TickBuffer:
         self._ticks: deque[Tick] = deque(maxlen=max_ticks)
         self.dropped = 0
         self.pushed = 0
+        self.oldest_mono: float | None = None
 
-    def push(self, tick: Tick) -> None:
-        """Append a tick, dropping the oldest when full."""
+    def push(self, tick: Tick, mono: float | None = None) -> None:
+        """Append a tick received at monotonic time ``mono``, dropping the oldest when full."""
         if len(self._ticks) == self._ticks.maxlen:
             self.dropped += 1
+        elif not self._ticks:
+            self.oldest_mono = mono
         self._ticks.append(tick)
         self.pushed += 1
 
-    def drain(self) -> list[Tick]:
-        """Everything buffered, oldest first; the buffer is empty afterwards."""
-        ticks = list(self._ticks)
+    def drain(self) -> tuple[list[Tick], float | None]:
+        """Everything buffered, oldest first, and when the oldest was received; then empty."""
+        ticks, oldest = list(self._ticks), self.oldest_mono
         self._ticks.clear()
-        return ticks
+        self.oldest_mono = None
+        return ticks, oldest
 
     def __len__(self) -> int:
         return len(self._ticks)
@@ -88,6 +92,7 @@ class Router:
     sources: dict[tuple[str, str], list[Source]] = field(init=False)
     by_symbol: dict[str, list[Source]] = field(init=False)
     standby: Counter[str] = field(default_factory=Counter, init=False)
+    routed: Counter[tuple[str, str]] = field(default_factory=Counter, init=False)
     statuses: Counter[tuple[str, str]] = field(default_factory=Counter, init=False)
     options: dict[str, OptionQuote] = field(default_factory=dict, init=False)
 
@@ -124,7 +129,8 @@ class Router:
             src.last_seen = mono
             src.stale = False
             if self.active(src.symbol, mono) is src:
-                self.buffer.push(Tick(quote.ts, src.symbol, quote.price))
+                self.buffer.push(Tick(quote.ts, src.symbol, quote.price), mono)
+                self.routed[(src.venue, src.symbol)] += 1
             else:
                 self.standby[src.symbol] += 1
 

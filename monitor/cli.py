@@ -116,13 +116,20 @@ def _print_summary(summary: object, out: TextIO) -> None:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from monitor.live import console_alert, run_daemon
+    from monitor.live import console_alert, run_service
     from monitor.logs import configure_logging
 
     config = load_config(args.config)
     configure_logging(args.log_level)
     duration = None if args.duration is None else _duration(args.duration, "--duration")
-    asyncio.run(run_daemon(config, duration_s=duration, listeners=(console_alert(),)))
+    asyncio.run(
+        run_service(
+            config,
+            config_path=args.config,
+            duration_s=duration,
+            listeners=(console_alert(),),
+        )
+    )
     return EXIT_OK
 
 

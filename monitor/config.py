@@ -221,6 +221,53 @@ class LiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     queue_ticks: Annotated[int, Meta(ge=100)] = 100_000
 
 
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[server]``: the HTTP endpoint for /metrics, health and the JSON API.
+
+    Secrets never sit in this file: they are read from the environment variable or the file
+    named here, and never logged.
+
+    Attributes:
+        listen: host:port; loopback by default.
+        auth: "none", "bearer" (Authorization: Bearer <token>) or "basic".
+        token_env, token_file: where the bearer token (or basic password) is read from.
+        basic_user: user name for basic auth.
+        tls_cert, tls_key: PEM files; both or neither.
+        dashboard_url: link put in alert messages (optional).
+    """
+
+    listen: Annotated[str, Meta(pattern=r"^[^\s:]*:\d{1,5}$")] = "127.0.0.1:9464"
+    auth: Literal["none", "bearer", "basic"] = "none"
+    token_env: str | None = None
+    token_file: str | None = None
+    basic_user: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    dashboard_url: str | None = None
+
+    @property
+    def host(self) -> str:
+        """Interface to bind."""
+        return self.listen.rsplit(":", 1)[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        """Port to bind (0 picks a free one)."""
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[state]``: where checkpoints of estimator and rule state are kept.
+
+    Attributes:
+        dir: state directory (created if missing).
+        checkpoint_interval: wall-clock seconds between periodic checkpoints.
+    """
+
+    dir: Annotated[str, Meta(min_length=1)] = "state"
+    checkpoint_interval: PositiveDuration = _seconds("1m")
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole validated configuration.
 
@@ -234,6 +281,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         feeds: ``[[feeds]]``, in priority order: for an engine symbol fed by several venues the
             first fresh one prices it.
         live: ``[live]``.
+        server: ``[server]``.
+        state: ``[state]``.
         source: path of the file the configuration was loaded from.
     """
 
@@ -245,6 +294,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     replay: ReplayConfig = ReplayConfig()
     feeds: tuple[FeedConfig, ...] = ()
     live: LiveConfig = LiveConfig()
+    server: ServerConfig = ServerConfig()
+    state: StateConfig = StateConfig()
     source: str = ""
 
     @property

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # monitor.config imports this module at run time
         PortfolioConfig,
         RiskConfig,
         RuleConfig,
+        ServerConfig,
         UniverseConfig,
     )
 
@@ -78,6 +79,16 @@ def find_problems(config: Config) -> Iterator[Problem]:
         yield from _rule_problems(("rules", index), rule, config)
     for index, feed in enumerate(config.feeds):
         yield from _feed_problems(("feeds", index), feed)
+    yield from _server_problems(config.server)
+
+
+def _server_problems(server: ServerConfig) -> Iterator[Problem]:
+    if (server.tls_cert is None) != (server.tls_key is None):
+        yield Problem(("server", "tls_cert"), "tls_cert and tls_key go together")
+    if server.auth != "none" and server.token_env is None and server.token_file is None:
+        yield Problem(("server", "auth"), f'"{server.auth}" needs token_env or token_file')
+    if server.auth == "basic" and not server.basic_user:
+        yield Problem(("server", "basic_user"), 'auth = "basic" needs basic_user')
 
 
 def _feed_problems(key: Key, feed: FeedConfig) -> Iterator[Problem]:

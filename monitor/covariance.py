@@ -48,7 +48,7 @@ uncompiled form is the reference path.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -326,14 +326,70 @@ class EventTimeCovariance:
 
     def state(self) -> dict[str, FloatArray | IntArray]:
         """Copies of every state array, for checkpoints and for comparing kernels."""
+        return {name: array.copy() for name, array in self._arrays().items()}
+
+    def load_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Overwrite every state array with the values of ``state``, as :meth:`state` returns.
+
+        Raises:
+            ValueError: a name is missing or unknown, or an array's shape or dtype differs;
+                nothing is changed then.
+        """
+        arrays = self._arrays()
+        if set(state) != set(arrays):
+            raise ValueError(f"state arrays {sorted(state)}, expected {sorted(arrays)}")
+        for name, target in arrays.items():
+            source = state[name]
+            if source.shape != target.shape or source.dtype != target.dtype:
+                raise ValueError(
+                    f"state array {name}: {source.dtype}{list(source.shape)}, "
+                    f"expected {target.dtype}{list(target.shape)}"
+                )
+        for name, target in arrays.items():
+            np.copyto(target, state[name])  # in place: the kernels need C-contiguous arrays
+
+    def _arrays(self) -> dict[str, FloatArray | IntArray]:
         return {
-            "logp": self.logp.copy(),
-            "last_t": self.last_t.copy(),
-            "ys": self._ys.copy(),
-            "pend": self._pend.copy(),
-            "clock": self._clock.copy(),
-            "g": self._g.copy(),
-            "s": self._s.copy(),
-            "off": self._off.copy(),
-            "cnt": self._cnt.copy(),
+            "logp": self.logp,
+            "last_t": self.last_t,
+            "ys": self._ys,
+            "pend": self._pend,
+            "clock": self._clock,
+            "g": self._g,
+            "s": self._s,
+            "off": self._off,
+            "cnt": self._cnt,
         }
+
+
+def reindex_state(
+    saved: Mapping[str, npt.NDArray[Any]],
+    cold: Mapping[str, npt.NDArray[Any]],
+    old: IntArray,
+    new: IntArray,
+) -> dict[str, npt.NDArray[Any]]:
+    """A state for another symbol list: symbol ``old[k]`` of ``saved`` becomes ``new[k]``.
+
+    Args:
+        saved: a :meth:`EventTimeCovariance.state` of the old symbol list.
+        cold: the state of a fresh estimator (same half-lives) of the new list; symbols that
+            ``new`` does not name keep it.
+        old, new: positions of the common symbols in the old and the new list.
+
+    The event clock and time weights are shared by all entries and are copied. Finalised sums
+    of a pair are symmetric and are copied whichever symbol of it comes first; the pending
+    intervals of a pair belong to its earlier symbol and are dropped when the order reverses.
+    """
+    out = {name: np.array(array) for name, array in cold.items()}
+    out["clock"], out["g"] = np.array(saved["clock"]), np.array(saved["g"])
+    for name in ("logp", "last_t"):
+        out[name][new] = saved[name][old]
+    a, b = np.nonzero(new[:, None] <= new[None, :])  # entries live in the upper triangle
+    for name in ("s", "off", "cnt"):
+        upper = np.triu(np.ones(saved[name].shape[-2:], dtype=np.bool_))
+        both = np.where(upper, saved[name], np.swapaxes(saved[name], -1, -2))
+        out[name][..., new[a], new[b]] = both[..., old[a], old[b]]
+    a, b = np.nonzero((new[:, None] < new[None, :]) & (old[:, None] < old[None, :]))
+    for name in ("ys", "pend"):
+        out[name][..., new[a], new[b]] = saved[name][..., old[a], old[b]]
+    return out

@@ -62,8 +62,11 @@ class Daemon:
     buffer: TickBuffer = field(init=False)
     router: Router = field(init=False)
     connections: list[Connection] = field(init=False)
+    on_step: Callable[[float], None] | None = None
     latest: RiskSnapshot | None = field(default=None, init=False)
     alerts: list[AlertEvent] = field(default_factory=list, init=False)
+    clock: SnapshotClock = field(init=False)
+    _heartbeat: float = field(default_factory=time.monotonic, init=False)
     _owner: dict[tuple[int, str], Connection] = field(default_factory=dict, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _last_resubscribe: dict[tuple[int, str], float] = field(default_factory=dict, init=False)
@@ -74,6 +77,9 @@ class Daemon:
         self.rules = RuleEngine(cfg.rules, [p.name for p in cfg.portfolios])
         self.buffer = TickBuffer(cfg.live.queue_ticks)
         self.router = Router(cfg.feeds, self.buffer, time.monotonic())
+        self.clock = SnapshotClock(
+            self.engine, self.rules, cfg.live.snapshot_interval, self._on_snapshot, self.metric
+        )
         self.connections = []
         for index, feed in enumerate(cfg.feeds):
             spec = self.venues[feed.venue]
@@ -106,40 +112,70 @@ class Daemon:
                 task.cancel()
         log.info("daemon_stop", ticks=self.engine.ticks, alerts=len(self.alerts))
 
+    @property
+    def snapshots(self) -> int:
+        """Snapshots taken so far."""
+        return self.clock.snapshots
+
+    def loop_alive(self, mono: float) -> bool:
+        """Whether the engine loop has turned recently (it wakes at least every idle_snapshot)."""
+        return mono - self._heartbeat < max(3.0 * self.config.live.idle_snapshot, 10.0)
+
+    def not_ready(self, mono: float) -> list[str]:
+        """Why the daemon is not ready (empty when ready)."""
+        reasons = []
+        if not self.loop_alive(mono):
+            reasons.append("engine loop not turning")
+        if self.latest is None or self.latest.market.avg_correlation is None:
+            reasons.append("estimators warming up")
+        stale = [
+            symbol
+            for symbol in self.config.universe.symbols
+            if (src := self.router.active(symbol, mono)) is None
+            or mono - src.last_seen > src.stale_after_s
+        ]
+        if stale and self.config.feeds:
+            reasons.append("no fresh feed for " + ", ".join(stale))
+        return reasons
+
+    def publish_now(self) -> None:
+        """Take a snapshot at the latest event time now (after a restore) and publish it."""
+        if self.engine.ticks:
+            self.latest = self.engine.snapshot(self.engine.last_event_ts)
+
     async def _engine_loop(self) -> None:
         live = self.config.live
-        clock = SnapshotClock(
-            self.engine, self.rules, live.snapshot_interval, self._on_snapshot, self.metric
-        )
         last_tick_mono = time.monotonic()
         while True:
+            self._heartbeat = time.monotonic()
             try:
                 async with asyncio.timeout(live.idle_snapshot):
                     await self._wake.wait()
             except TimeoutError:
                 if self.engine.ticks:
                     now = self.engine.last_event_ts + time.monotonic() - last_tick_mono
-                    clock.advance_to(now)
+                    self.clock.advance_to(now)
                 continue
             self._wake.clear()
-            ticks = self.buffer.drain()
+            ticks, oldest = self.buffer.drain()
             if ticks:
                 ticks.sort(key=lambda t: t.ts)
-                clock.feed(
-                    _Batch(
-                        np.array([t.ts for t in ticks]),
-                        [t.symbol for t in ticks],
-                        np.array([t.price for t in ticks]),
-                    )
+                batch = _Batch(
+                    np.array([t.ts for t in ticks]),
+                    [t.symbol for t in ticks],
+                    np.array([t.price for t in ticks]),
                 )
+                self.clock.feed(batch)
                 last_tick_mono = time.monotonic()
+                if self.on_step is not None and oldest is not None:
+                    self.on_step(last_tick_mono - oldest)
             await asyncio.sleep(0)  # let feeds run between batches
 
     def _on_snapshot(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
         self.latest = snap
         for event in events:
             self.alerts.append(event)
-            log.warning(
+            log.info(
                 "alert",
                 rule=event.rule,
                 state=event.state.value,

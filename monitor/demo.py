@@ -8,12 +8,15 @@ which correlations converge toward 1. The daemon connects to it like to the real
 from __future__ import annotations
 
 import sys
+import tempfile
 from typing import TextIO
+
+import msgspec
 
 from feeds.simulator import ExchangeSimulator
 from monitor.config import Config
 from monitor.daemon import Daemon
-from monitor.live import console_alert, run_daemon, status_line, with_urls
+from monitor.live import console_alert, run_service, status_line, with_urls
 from monitor.model import AlertState
 
 
@@ -21,6 +24,13 @@ async def run_demo(
     config: Config, *, duration_s: float, speed: float = 60.0, out: TextIO = sys.stdout
 ) -> Daemon:
     """Start the simulator, run the daemon against it for ``duration_s``, print as it goes."""
+    with tempfile.TemporaryDirectory(prefix="riskmon-demo-") as state:
+        return await _run(config, duration_s, speed, out, state)
+
+
+async def _run(config: Config, duration_s: float, speed: float, out: TextIO, state: str) -> Daemon:
+    # a fresh state directory: a previous demo's simulated clock is ahead of this one's
+    config = msgspec.structs.replace(config, state=msgspec.structs.replace(config.state, dir=state))
     async with ExchangeSimulator(speed=speed) as sim:
         urls = {
             "binance": sim.binance_url,
@@ -36,12 +46,14 @@ async def run_demo(
         def show(daemon: Daemon) -> None:
             print(status_line(daemon.latest, daemon.engine.ticks), file=out, flush=True)
 
-        daemon = await run_daemon(
+        service = await run_service(
             with_urls(config, urls),
             duration_s=duration_s,
             listeners=(console_alert(out),),
             on_tick=show,
         )
+    daemon = service.daemon
+    assert daemon is not None
     fired = sum(e.state is AlertState.FIRING for e in daemon.alerts)
     resolved = len(daemon.alerts) - fired
     print(

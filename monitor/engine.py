@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,7 @@ from monitor.correlation import (
     turbulence,
 )
 from monitor.covariance import SECONDS_PER_YEAR, EventTimeCovariance
-from monitor.ewma import EwmaMoments
+from monitor.ewma import EwmaMoments, MomentsTuple
 from monitor.portfolio import PortfolioModel, PortfolioState
 from monitor.snapshot import MarketRisk, RiskSnapshot, frozen_array
 
@@ -43,6 +44,34 @@ class _Previous:
     ts: float
     logp: FloatArray
     cov_rate: FloatArray  # repaired covariance per second, NaN where not ready
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EngineState:
+    """Everything an :class:`Engine` needs to continue exactly where another one stopped.
+
+    The last snapshot is not part of it: an engine that imports a state computes its next
+    snapshot afresh.
+
+    Attributes:
+        covariance: the estimator's arrays, as :meth:`EventTimeCovariance.state` returns them.
+        price: last price per tracked symbol (NaN before its first tick).
+        last_ts: latest accepted event time.
+        ticks: accepted ticks.
+        skipped: skipped ticks by reason.
+        previous: (time, log prices, covariance per second) of the last computed snapshot.
+        ar_moments: fast and slow moments of the absorption ratio.
+        portfolio_moments: P&L shape and interval moments by portfolio name.
+    """
+
+    covariance: Mapping[str, npt.NDArray[Any]]
+    price: FloatArray
+    last_ts: float
+    ticks: int
+    skipped: Mapping[str, int]
+    previous: tuple[float, FloatArray, FloatArray] | None
+    ar_moments: tuple[MomentsTuple, MomentsTuple]
+    portfolio_moments: Mapping[str, tuple[MomentsTuple, MomentsTuple]]
 
 
 class Engine:
@@ -82,6 +111,49 @@ class Engine:
     def last_event_ts(self) -> float:
         """Latest accepted event time (-inf before the first tick)."""
         return self._last_ts
+
+    def export_state(self) -> EngineState:
+        """A copy of the estimator state, for checkpoints."""
+        prev = self._previous
+        return EngineState(
+            covariance={k: _read_only(v) for k, v in self._cov.state().items()},
+            price=frozen_array(self._price),
+            last_ts=self._last_ts,
+            ticks=self.ticks,
+            skipped=dict(self.skipped),
+            previous=None
+            if prev is None
+            else (prev.ts, frozen_array(prev.logp), frozen_array(prev.cov_rate)),
+            ar_moments=(self._ar_fast.to_tuple(), self._ar_slow.to_tuple()),
+            portfolio_moments={m.name: m.export_state() for m in self._portfolios},
+        )
+
+    def import_state(self, state: EngineState) -> None:
+        """Continue from ``state``, taken from an engine of the same configuration.
+
+        Portfolios that ``state`` does not name keep their current moments.
+
+        Raises:
+            ValueError: an array's shape or dtype does not fit this engine; nothing changes.
+        """
+        n = len(self.symbols)
+        arrays = [state.price] if state.previous is None else [state.price, *state.previous[1:]]
+        if [a.shape for a in arrays] != [(n,), (n,), (n, n)][: len(arrays)]:
+            raise ValueError(f"engine state arrays do not fit {n} symbols")
+        self._cov.load_state(state.covariance)
+        self._price[:] = state.price
+        self._last_ts, self.ticks = state.last_ts, state.ticks
+        self.skipped = Counter(state.skipped)
+        prev = state.previous
+        self._previous = (
+            None if prev is None else _Previous(prev[0], prev[1].copy(), prev[2].copy())
+        )
+        self._ar_fast = EwmaMoments.from_tuple(state.ar_moments[0])
+        self._ar_slow = EwmaMoments.from_tuple(state.ar_moments[1])
+        for model in self._portfolios:
+            if model.name in state.portfolio_moments:
+                model.import_state(state.portfolio_moments[model.name])
+        self._dirty, self._last = True, None
 
     def on_tick(self, ts: float, symbol: str, price: float) -> bool:
         """Apply one tick; returns whether it was accepted."""
@@ -155,10 +227,15 @@ class Engine:
         sd_f = _sd(fast.rate, ready)
         cov_rate = corr_f * np.outer(sd_f, sd_f)
         logp = self._cov.logp.copy()
-        market = self._market(ts, ready, corr_f, corr_s, cov_rate, logp)
-        state = PortfolioState(ts, self._price, logp, cov_rate, ready, self._previous_pair())
+        # interval figures (AR shift, turbulence, P&L moments) advance only with event time:
+        # a snapshot at or before the previous one (e.g. right after a restore) re-reads them
+        advance = self._previous is None or ts > self._previous.ts
+        market = self._market(ts, ready, corr_f, corr_s, cov_rate, logp, advance)
+        previous = self._previous_pair() if advance else None
+        state = PortfolioState(ts, self._price, logp, cov_rate, ready, previous)
         portfolios = tuple(model.risk(state) for model in self._portfolios)
-        self._previous = _Previous(ts, logp, cov_rate)
+        if advance:
+            self._previous = _Previous(ts, logp, cov_rate)
         return RiskSnapshot(
             ts=ts,
             symbols=self.symbols,
@@ -200,6 +277,7 @@ class Engine:
         corr_s: FloatArray,
         cov_rate: FloatArray,
         logp: FloatArray,
+        advance: bool = True,
     ) -> MarketRisk:
         u = self._universe
         if len(u) < 2 or not ready[u].all():
@@ -212,19 +290,20 @@ class Engine:
             avg_correlation_slow=average_correlation(sub_s),
             absorption_ratio=ar,
             absorption_ratio_slow=absorption_from_eigenvalues(vals_s),
-            absorption_ratio_shift=self._ar_shift(ts, ar),
+            absorption_ratio_shift=self._ar_shift(ts, ar, advance),
             effective_bets=bets_from_eigenvalues(vals_f),
-            turbulence=self._turbulence(ts, logp),
+            turbulence=self._turbulence(ts, logp) if advance else None,
         )
 
-    def _ar_shift(self, ts: float, ar: float) -> float | None:
+    def _ar_shift(self, ts: float, ar: float, advance: bool = True) -> float | None:
         """(short-horizon mean AR - long-horizon mean AR) / long-horizon sd of AR.
 
         Kritzman et al. use 15-day and 1-year windows of a daily AR; here the two windows are
         the estimator's half-lives, sampled at every snapshot with new data.
         """
-        self._ar_fast.update(ts, ar)
-        self._ar_slow.update(ts, ar)
+        if advance:
+            self._ar_fast.update(ts, ar)
+            self._ar_slow.update(ts, ar)
         sd = self._ar_slow.std
         if self._ar_slow.count < self._min_obs or not sd > 0:
             return None
@@ -244,6 +323,11 @@ class Engine:
     def counters(self) -> Mapping[str, int]:
         """Accepted ticks and skipped ticks by reason."""
         return {"accepted": self.ticks, **self.skipped}
+
+
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
 
 
 def _sd(rate: FloatArray, ready: BoolArray) -> FloatArray:

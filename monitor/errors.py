@@ -5,6 +5,8 @@ that names the file, key or column at fault and what was expected.
 
 - ``ConfigError``: a configuration file or environment override is missing, unreadable or invalid.
 - ``DataError``: historical data cannot be read or lacks a required column.
+- ``CheckpointError``: a checkpoint file is missing, unreadable, corrupt, of another format
+  version, or does not match the configuration it is restored into.
 """
 
 from __future__ import annotations
@@ -20,3 +22,7 @@ class ConfigError(RiskmonError):
 
 class DataError(RiskmonError):
     """Input data is unreadable, lacks a required column, or has an unusable type."""
+
+
+class CheckpointError(RiskmonError):
+    """A checkpoint cannot be read, written or restored into the running configuration."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# (halflife_s, count, weight, sum x, sum x^2, sum x^3, sum x^4, last_ts): an EwmaMoments' state
+MomentsTuple = tuple[float, int, float, float, float, float, float, float]
+
 
 @dataclass(slots=True)
 class EwmaMoments:
@@ -35,6 +38,16 @@ class EwmaMoments:
         self._sums = (d * s1 + x, d * s2 + x * x, d * s3 + x**3, d * s4 + x**4)
         self._last_ts = ts
         self.count += 1
+
+    def to_tuple(self) -> MomentsTuple:
+        """The complete state as plain numbers, for checkpoints."""
+        return (float(self.halflife_s), self.count, self._weight, *self._sums, self._last_ts)
+
+    @classmethod
+    def from_tuple(cls, values: MomentsTuple) -> EwmaMoments:
+        """The estimator whose :meth:`to_tuple` is ``values``."""
+        halflife_s, count, weight, s1, s2, s3, s4, last_ts = values
+        return cls(halflife_s, count, weight, (s1, s2, s3, s4), last_ts)
 
     def moment(self, k: int) -> float:
         """Weighted mean of x**k (k = 1..4); NaN before the first observation."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 import msgspec
@@ -15,48 +15,39 @@ import msgspec
 from monitor.config import Config
 from monitor.daemon import AlertListener, Daemon
 from monitor.model import AlertEvent
+from monitor.service import Service
 from monitor.snapshot import RiskSnapshot
 
 
-async def run_daemon(
+async def run_service(
     config: Config,
     *,
+    config_path: Path | None = None,
     duration_s: float | None = None,
     listeners: tuple[AlertListener, ...] = (),
     on_tick: Callable[[Daemon], None] | None = None,
-) -> Daemon:
-    """Run until SIGTERM/SIGINT (or ``duration_s``); returns the stopped daemon."""
-    daemon = Daemon(config, listeners=listeners)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(daemon.run(stop))
-            if duration_s is not None:
-                group.create_task(_stop_after(stop, duration_s))
-            if on_tick is not None:
-                group.create_task(_every(stop, 5.0, lambda: on_tick(daemon)))
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    return daemon
+) -> Service:
+    """Run the service until SIGTERM/SIGINT (or ``duration_s``); returns it stopped."""
+    service = Service(config, config_path=config_path, listeners=listeners)
+    async with asyncio.TaskGroup() as group:
+        task = group.create_task(service.run(duration_s))
+        if on_tick is not None:
+            group.create_task(_every(task, 5.0, lambda: _show(service, on_tick)))
+    return service
 
 
-async def _stop_after(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    stop.set()
+def _show(service: Service, on_tick: Callable[[Daemon], None]) -> None:
+    if service.daemon is not None:
+        on_tick(service.daemon)
 
 
-async def _every(stop: asyncio.Event, seconds: float, action: Callable[[], None]) -> None:
-    while not stop.is_set():
+async def _every(task: asyncio.Task[None], seconds: float, action: Callable[[], None]) -> None:
+    while not task.done():
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                await stop.wait()
-        action()
+                await asyncio.shield(task)
+        if not task.done():
+            action()
 
 
 def with_urls(config: Config, urls: dict[str, str]) -> Config:

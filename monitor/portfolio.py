@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from monitor.config import EstimatorConfig, PortfolioConfig, RiskConfig
 from monitor.covariance import SECONDS_PER_YEAR
-from monitor.ewma import EwmaMoments
+from monitor.ewma import EwmaMoments, MomentsTuple
 from monitor.snapshot import PortfolioRisk, TailRisk
 from monitor.tails import TailFactors, tail_factors
 
@@ -78,6 +78,15 @@ class PortfolioModel:
         self._min_obs = estimator.min_observations
         self._shape = EwmaMoments(estimator.slow_halflife)
         self._interval = EwmaMoments(estimator.slow_halflife)
+
+    def export_state(self) -> tuple[MomentsTuple, MomentsTuple]:
+        """The P&L shape and snapshot-interval estimators, for checkpoints."""
+        return self._shape.to_tuple(), self._interval.to_tuple()
+
+    def import_state(self, state: tuple[MomentsTuple, MomentsTuple]) -> None:
+        """Continue from estimators that :meth:`export_state` returned."""
+        self._shape = EwmaMoments.from_tuple(state[0])
+        self._interval = EwmaMoments.from_tuple(state[1])
 
     def risk(self, state: PortfolioState) -> PortfolioRisk:
         """Figures of this portfolio at ``state``; None where not ready."""

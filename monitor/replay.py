@@ -72,6 +72,15 @@ class SnapshotClock:
                     self._next += self._interval
             start = end
 
+    @property
+    def next_boundary(self) -> float | None:
+        """Event time of the next snapshot (None before the first tick)."""
+        return self._next
+
+    @next_boundary.setter
+    def next_boundary(self, value: float | None) -> None:
+        self._next = value
+
     def advance_to(self, ts: float) -> None:
         """Emit every snapshot whose boundary is at or before ``ts`` without new ticks.
 

@@ -59,6 +59,27 @@ class RuleState(StrEnum):
     FIRING = "firing"
 
 
+RuleKey = tuple[str, tuple[tuple[str, str], ...]]
+"""(rule name, sorted labels): what identifies a rule instance across restarts."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInstanceState:
+    """The mutable part of a :class:`RuleInstance`, for checkpoints."""
+
+    rule: str
+    labels: tuple[tuple[str, str], ...]
+    state: RuleState
+    since: float | None
+    last_value: float | None
+    fired_at: float | None
+
+    @property
+    def key(self) -> RuleKey:
+        """(rule name, labels)."""
+        return self.rule, self.labels
+
+
 @dataclass(slots=True)
 class RuleInstance:
     """One rule applied to one label set (and portfolio), with its mutable state."""
@@ -144,6 +165,29 @@ class RuleEngine:
         self.instances: tuple[RuleInstance, ...] = tuple(
             inst for rule in rules for inst in _instances(rule, portfolios)
         )
+
+    def export_state(self) -> tuple[RuleInstanceState, ...]:
+        """The state of every instance, for checkpoints."""
+        return tuple(
+            RuleInstanceState(i.rule, i.labels, i.state, i.since, i.last_value, i.fired_at)
+            for i in self.instances
+        )
+
+    def import_state(self, states: Iterable[RuleInstanceState]) -> tuple[RuleKey, ...]:
+        """Set the state of each instance with the same (rule name, labels) as one of ``states``.
+
+        Returns:
+            The keys of the instances whose state was set; the others are left as they are.
+        """
+        by_key = {s.key: s for s in states}
+        restored: list[RuleKey] = []
+        for inst in self.instances:
+            saved = by_key.get((inst.rule, inst.labels))
+            if saved is not None:
+                inst.state, inst.since = saved.state, saved.since
+                inst.last_value, inst.fired_at = saved.last_value, saved.fired_at
+                restored.append((inst.rule, inst.labels))
+        return tuple(restored)
 
     def evaluate(self, snap: RiskSnapshot, extra: MetricReader | None = None) -> list[AlertEvent]:
         """Step every instance with the snapshot's values; return the transitions.

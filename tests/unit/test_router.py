@@ -46,7 +46,7 @@ def test_quotes_of_the_configured_kind_become_engine_ticks(router: Router) -> No
     """Binance trades price BTCUSDT; a Binance mid quote is ignored (trade configured)."""
     router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
     router.on_events("binance", [_quote("binance", "BTCUSDT", 99.0, PriceKind.MID)], mono=1.5)
-    (tick,) = router.buffer.drain()
+    (tick,) = router.buffer.drain()[0]
     assert (tick.symbol, tick.price, tick.ts) == ("BTCUSDT", 100.0, 1000.0)
 
 
@@ -54,13 +54,13 @@ def test_second_venue_stands_in_while_the_first_is_stale(router: Router) -> None
     """Coinbase (alias BTCUSDT) is standby while Binance is fresh, active when it is silent."""
     router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
     router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 101.0, PriceKind.MID)], mono=2.0)
-    assert [t.price for t in router.buffer.drain()] == [100.0]
+    assert [t.price for t in router.buffer.drain()[0]] == [100.0]
     assert router.standby["BTCUSDT"] == 1
     router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 102.0, PriceKind.MID)], mono=12.0)
-    assert [t.price for t in router.buffer.drain()] == [102.0]
+    assert [t.price for t in router.buffer.drain()[0]] == [102.0]
     router.on_events("binance", [_quote("binance", "BTCUSDT", 103.0)], mono=13.0)
     router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 104.0, PriceKind.MID)], mono=13.5)
-    assert [t.price for t in router.buffer.drain()] == [103.0]  # binance is back in charge
+    assert [t.price for t in router.buffer.drain()[0]] == [103.0]  # binance is back in charge
 
 
 def test_one_silent_symbol_is_detected_while_others_flow(router: Router) -> None:
@@ -92,7 +92,7 @@ def test_full_buffer_drops_the_oldest_and_counts() -> None:
     buffer = TickBuffer(100)
     for n in range(250):
         buffer.push(Tick(float(n), "X", 1.0))
-    ticks = buffer.drain()
+    ticks, _ = buffer.drain()
     assert len(ticks) == 100
     assert ticks[0].ts == 150.0
     assert buffer.dropped == 150

@@ -1,0 +1,254 @@
+"""The long-running service around the daemon: HTTP, signals, checkpoints, reloads, systemd.
+
+- SIGTERM / SIGINT: stop feeds, flush, write a checkpoint, exit within 10 s.
+- SIGHUP: reload the config file. A valid one replaces the daemon atomically (the HTTP server
+  keeps serving and switches over in one reference swap), carrying the state of the symbols,
+  pairs and rule instances the two configs share; an invalid one is logged, counted in
+  ``riskmon_config_reloads_total{result="failure"}`` and the old config keeps running.
+- Checkpoints: every ``[state] checkpoint_interval`` and at shutdown, atomically, into
+  ``[state] dir``; at start a checkpoint is restored, and a corrupt or incompatible one is
+  logged and the daemon starts cold.
+- systemd: READY=1 once serving, WATCHDOG=1 while the engine loop turns, RELOADING=1 on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from monitor.checkpoint import (
+    capture,
+    read_checkpoint,
+    restore,
+    restore_compatible,
+    write_checkpoint,
+)
+from monitor.config import Config, load_config
+from monitor.daemon import AlertListener, Daemon
+from monitor.errors import RiskmonError
+from monitor.http import build_app, read_secret, ssl_context
+from monitor.metrics import RiskCollector, ServiceStats, make_registry
+from monitor.systemd import Notifier
+
+log = structlog.get_logger("riskmon.service")
+
+CHECKPOINT_FILE = "checkpoint.npz"
+SHUTDOWN_BUDGET_S = 8.0
+
+
+@dataclass(slots=True)
+class Service:
+    """Owns the current daemon and everything that outlives a config reload.
+
+    Args:
+        config: the validated configuration.
+        config_path: file to re-read on SIGHUP (None: reloads are refused).
+        listeners: receive every alert event.
+        notifier: systemd notifications (inert without NOTIFY_SOCKET).
+    """
+
+    config: Config
+    config_path: Path | None = None
+    listeners: Sequence[AlertListener] = ()
+    notifier: Notifier = field(default_factory=Notifier)
+    stats: ServiceStats = field(default_factory=ServiceStats)
+    daemon: Daemon | None = field(default=None, init=False)
+    port: int | None = field(default=None, init=False)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _reload: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where checkpoints are written."""
+        return Path(self.config.state.dir) / CHECKPOINT_FILE
+
+    def request_stop(self) -> None:
+        """Ask the service to shut down (signal handlers and tests)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Ask the service to reload its config file."""
+        self._reload.set()
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Serve until stopped (signal, ``request_stop`` or ``duration_s``)."""
+        collector = RiskCollector(lambda: self.daemon, self.stats, time.monotonic, time.time)
+        registry, latency = make_registry(collector)
+        secret = read_secret(self.config.server)
+        runner = web.AppRunner(
+            build_app(lambda: self.daemon, registry, self.config.server, secret), access_log=None
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(
+                runner,
+                self.config.server.host,
+                self.config.server.port,
+                ssl_context=ssl_context(self.config.server),
+            )
+            await site.start()
+            self.port = _bound_port(runner)
+            log.info(
+                "http_listening",
+                host=self.config.server.host,
+                port=self.port,
+                auth=self.config.server.auth,
+            )
+            with self._signals():
+                await self._serve(latency.observe, duration_s)
+        finally:
+            await runner.cleanup()
+
+    async def _serve(self, observe: Callable[[float], None], duration_s: float | None) -> None:
+        self.daemon = self._new_daemon(self.config, observe)
+        self._restore_at_start(self.daemon)
+        if duration_s is not None:
+            asyncio.get_running_loop().call_later(duration_s, self._stop.set)
+        while not self._stop.is_set():
+            daemon_stop = asyncio.Event()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.daemon.run(daemon_stop))
+                group.create_task(self._checkpoints(daemon_stop))
+                group.create_task(self._watchdog(daemon_stop))
+                self.notifier.ready()
+                replacement = await self._until_stop_or_valid_reload(observe)
+                daemon_stop.set()
+            if replacement is not None:
+                self.daemon = replacement
+        self._write_checkpoint(self.daemon)
+        log.info("service_stopped", ticks=self.daemon.engine.ticks)
+
+    async def _until_stop_or_valid_reload(self, observe: Callable[[float], None]) -> Daemon | None:
+        """Wait; return the replacement daemon of a valid reload, or None to stop."""
+        while True:
+            if await self._wait_stop_or_reload() == "stop":
+                self.notifier.stopping()
+                return None
+            replacement = self._reloaded(observe)
+            if replacement is not None:
+                return replacement
+            self.notifier.ready()  # the old config keeps running
+
+    async def _wait_stop_or_reload(self) -> str:
+        stop = asyncio.ensure_future(self._stop.wait())
+        reload = asyncio.ensure_future(self._reload.wait())
+        try:
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            reload.cancel()
+        if self._stop.is_set():
+            return "stop"
+        self._reload.clear()
+        return "reload"
+
+    def _new_daemon(self, config: Config, observe: Callable[[float], None]) -> Daemon:
+        return Daemon(config, listeners=self.listeners, on_step=observe)
+
+    def _reloaded(self, observe: Callable[[float], None]) -> Daemon | None:
+        """The daemon for the re-read config, or None (logged) when it is invalid."""
+        self.notifier.reloading()
+        assert self.daemon is not None
+        try:
+            if self.config_path is None:
+                raise RiskmonError("no config file to reload")
+            config = load_config(self.config_path)
+            fresh = self._new_daemon(config, observe)
+        except RiskmonError as exc:
+            self.stats.reloads_failed += 1
+            self.stats.last_reload_ok = False
+            log.error("config_reload_rejected", error=str(exc))
+            return None
+        report = restore_compatible(
+            capture(self.daemon.engine, self.daemon.rules, self.daemon.clock.next_boundary),
+            fresh.engine,
+            fresh.rules,
+        )
+        fresh.clock.next_boundary = self.daemon.clock.next_boundary
+        fresh.publish_now()
+        self.config = config
+        self.stats.reloads_ok += 1
+        self.stats.last_reload_ok = True
+        log.info("config_reloaded", path=str(self.config_path), state=str(report))
+        return fresh
+
+    def _restore_at_start(self, daemon: Daemon) -> None:
+        path = self.checkpoint_path
+        if not path.exists():
+            log.info("checkpoint_absent", path=str(path))
+            return
+        try:
+            boundary = restore(read_checkpoint(path), daemon.engine, daemon.rules)
+        except RiskmonError as exc:
+            log.error("checkpoint_unusable_starting_cold", path=str(path), error=str(exc))
+            return
+        daemon.clock.next_boundary = boundary
+        daemon.publish_now()
+        self.stats.restored = True
+        log.info("checkpoint_restored", path=str(path), ticks=daemon.engine.ticks)
+
+    def _write_checkpoint(self, daemon: Daemon) -> None:
+        try:
+            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+            write_checkpoint(
+                self.checkpoint_path,
+                capture(daemon.engine, daemon.rules, daemon.clock.next_boundary),
+            )
+        except (OSError, RiskmonError) as exc:
+            self.stats.checkpoint_failures += 1
+            log.error("checkpoint_failed", path=str(self.checkpoint_path), error=str(exc))
+            return
+        self.stats.checkpoint_last_success = time.time()
+
+    async def _checkpoints(self, stop: asyncio.Event) -> None:
+        interval = self.config.state.checkpoint_interval
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+            if not stop.is_set() and self.daemon is not None:
+                self._write_checkpoint(self.daemon)
+
+    async def _watchdog(self, stop: asyncio.Event) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval is None:
+            return
+        while not stop.is_set():
+            if self.daemon is not None and self.daemon.loop_alive(time.monotonic()):
+                self.notifier.watchdog()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGHUP: self.request_reload,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+        try:
+            yield
+        finally:
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        for sock in sockets:
+            return int(sock.getsockname()[1])
+    return None

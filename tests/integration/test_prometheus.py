@@ -1,0 +1,312 @@
+"""A real Prometheus (Debian's /usr/bin/prometheus) accepts every PromQL expression of deploy/.
+
+Fixtures to reuse: ``prometheus_server`` gives ``prometheus_server(targets)``, a context
+manager that starts Prometheus on a free loopback port scraping ``targets`` as job riskmon
+and yields its base URL; ``query`` and ``wait_until`` talk to it. Skipped without the
+``prometheus`` binary (``make system-deps`` installs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.test_deploy import dashboard_exprs, rule_exprs
+
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+HTTP_TIMEOUT_S = 5.0
+
+# Concrete values for the dashboard's Grafana variables.
+GRAFANA_VARIABLES = {
+    "${portfolio}": "main",
+    "$portfolio": "main",
+    "${confidence}": "0.99",
+    "$confidence": "0.99",
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+}
+
+PrometheusServer = Callable[[Sequence[str]], AbstractContextManager[str]]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_json(url: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[int, Any]:
+    """GET ``url``; the status and decoded JSON body (also for 4xx/5xx answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        with error:
+            body = error.read()
+        return error.code, json.loads(body) if body else None
+
+
+def query(base_url: str, expr: str, at: float | None = None) -> dict[str, Any]:
+    """Run an instant query; Prometheus' whole JSON answer (``status``, ``data`` or ``error``)."""
+    params = {"query": expr} | ({"time": f"{at:.3f}"} if at is not None else {})
+    _, body = http_json(f"{base_url}/api/v1/query?{urllib.parse.urlencode(params)}")
+    answer: dict[str, Any] = body
+    return answer
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
+) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/-/ready", timeout=1.0) as response:
+            return bool(response.status == 200)
+    except OSError:  # refused, reset, timeout, or HTTPError 503 while starting
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate, then kill after STOP_TIMEOUT_S; always reaped."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def scrape_config(targets: Sequence[str], scrape_interval: str = "1s") -> dict[str, Any]:
+    """A Prometheus config scraping ``targets`` as job riskmon."""
+    return {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [
+            {
+                "job_name": "riskmon",
+                "scrape_interval": scrape_interval,
+                "scrape_timeout": scrape_interval,
+                "static_configs": [{"targets": list(targets)}],
+            }
+        ],
+    }
+
+
+@contextlib.contextmanager
+def run_prometheus(
+    targets: Sequence[str],
+    *,
+    binary: str,
+    scrape_interval: str = "1s",
+    startup_timeout: float = STARTUP_TIMEOUT_S,
+    attempts: int = 3,
+) -> Iterator[str]:
+    """Run Prometheus on 127.0.0.1 with temporary storage; yield its base URL; stop it.
+
+    A port taken between choosing and binding it makes Prometheus exit at once; that is
+    retried on another port up to ``attempts`` times.
+    """
+    with tempfile.TemporaryDirectory(prefix="riskmon-prometheus-") as tmp:
+        config = Path(tmp) / "prometheus.yml"
+        config.write_text(yaml.safe_dump(scrape_config(targets, scrape_interval)))
+        log_path = Path(tmp) / "prometheus.log"
+        for _ in range(attempts):
+            port = free_port()
+            base_url = f"http://127.0.0.1:{port}"
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={Path(tmp) / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--log.level=warn",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                try:
+                    deadline = time.monotonic() + startup_timeout
+                    while process.poll() is None and not _ready(base_url):
+                        if time.monotonic() > deadline:
+                            pytest.fail(
+                                f"prometheus not ready after {startup_timeout:.0f} s:\n"
+                                + log_path.read_text(errors="replace")
+                            )
+                        time.sleep(0.1)
+                    if process.poll() is None:
+                        yield base_url
+                        return
+                finally:
+                    _stop(process)
+            if "address already in use" not in log_path.read_text(errors="replace"):
+                break
+        pytest.fail("prometheus exited at start:\n" + log_path.read_text(errors="replace"))
+
+
+@pytest.fixture
+def prometheus_server() -> PrometheusServer:
+    """``prometheus_server(targets)``: a context manager yielding a running Prometheus' URL."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip(
+            "the prometheus binary is not installed "
+            "(Debian: apt-get install prometheus, or `make system-deps`)"
+        )
+    return functools.partial(run_prometheus, binary=binary)
+
+
+def concrete(expr: str) -> str:
+    """``expr`` with Grafana's variables replaced by concrete values."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, f"a Grafana variable without a test value in: {expr}"
+    return expr
+
+
+def test_every_deploy_expression_is_valid_promql(prometheus_server: PrometheusServer) -> None:
+    """Rules and dashboard parse and evaluate (empty results are fine: nothing is scraped)."""
+    exprs = {f"rules {k}": v for k, v in rule_exprs().items()}
+    exprs.update({f"dashboard {k}": concrete(v) for k, v in dashboard_exprs().items()})
+    assert len(exprs) > 40
+    # Nothing listens on the target: its scrapes fail, which is all this test needs.
+    target = f"127.0.0.1:{free_port()}"
+    with prometheus_server([target]) as base_url:
+
+        def target_known() -> bool:
+            _, body = http_json(f"{base_url}/api/v1/targets")
+            active = body["data"]["activeTargets"]
+            return any(t["labels"].get("instance") == target for t in active)
+
+        wait_until(target_known, STARTUP_TIMEOUT_S, f"target {target} in /api/v1/targets")
+        failures = {}
+        for where, expr in exprs.items():
+            answer = query(base_url, expr)
+            if answer.get("status") != "success":
+                failures[where] = f"{answer.get('errorType')}: {answer.get('error')}\n{expr}"
+        assert failures == {}
+        # And a broken expression is reported as such, so the check above means something.
+        broken = query(base_url, "sum by (venue (riskmon_up)")
+        assert broken["status"] == "error"
+        assert broken["errorType"] == "bad_data"
+
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
+
+
+@contextlib.contextmanager
+def riskmon_demo(port: int, tmp: Path, duration_s: float = 90.0) -> Iterator[Path]:
+    """`riskmon demo` (daemon + simulator) serving /metrics on ``port``; stopped afterwards."""
+    config = tmp / "demo.toml"
+    text = DEMO_CONFIG.read_text().replace("demo-book", "main")
+    config.write_text(text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'))
+    log_path = tmp / "demo.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "demo",
+                "--config",
+                str(config),
+                "--duration",
+                f"{duration_s:.0f}s",
+                "--speed",
+                "120",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield log_path
+        finally:
+            _stop(process)
+
+
+def _values(base_url: str, expr: str) -> list[float]:
+    answer = query(base_url, expr)
+    assert answer["status"] == "success", answer
+    return [float(r["value"][1]) for r in answer["data"]["result"]]
+
+
+def test_prometheus_scrapes_a_daemon_on_the_simulator(
+    prometheus_server: PrometheusServer, tmp_path: Path
+) -> None:
+    """Prometheus scrapes riskmon running on the simulator; the series have plausible values.
+
+    The dashboard's expressions are evaluated against the scraped data: the core panels must
+    return series.
+    """
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    with riskmon_demo(port, tmp_path) as log, prometheus_server([target]) as base_url:
+
+        def scraped() -> bool:
+            return bool(_values(base_url, 'riskmon_snapshots_total{job="riskmon"} > 0'))
+
+        wait_until(scraped, 60.0, "riskmon_snapshots_total scraped")
+
+        def warm() -> bool:
+            return bool(_values(base_url, 'riskmon_average_correlation{horizon="fast"}'))
+
+        wait_until(warm, 60.0, "the average correlation scraped: " + log.read_text()[-2000:])
+        assert _values(base_url, 'up{job="riskmon"}') == [1.0]
+        (btc,) = _values(base_url, 'riskmon_price{symbol="BTCUSDT"}')
+        assert 50_000 < btc < 150_000
+        (avg,) = _values(base_url, 'riskmon_average_correlation{horizon="fast"}')
+        assert -1.0 <= avg <= 1.0
+        vols = _values(base_url, 'riskmon_volatility_ratio{horizon="fast"}')
+        assert len(vols) == 5
+        assert all(0.01 < v < 20.0 for v in vols)
+        assert _values(base_url, 'riskmon_feed_connected{venue="binance"}') == [1.0]
+        assert max(_values(base_url, "riskmon_feed_staleness_seconds")) < 30.0
+        states = query(base_url, "riskmon_rule_state == 1")["data"]["result"]
+        assert {r["metric"]["rule"] for r in states} >= {"market-correlation-spike"}
+        assert all("rule_instance" in r["metric"] for r in states)
+        wait_until(
+            lambda: bool(_values(base_url, 'riskmon_portfolio_var{portfolio="main"}')),
+            60.0,
+            "portfolio VaR scraped",
+        )
+        empty = [
+            name
+            for name, expr in dashboard_exprs().items()
+            if not query(base_url, concrete(expr))["data"]["result"]
+        ]
+        core = [
+            n
+            for n in empty
+            if any(key in n.lower() for key in ("average correlation", "var", "staleness", "price"))
+        ]
+        assert core == [], empty
