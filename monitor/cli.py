@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
     run.add_argument("--duration", default=None, help='stop after this long, e.g. "10m"')
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    test_alert = sub.add_parser("test-alert", help="send a test notification through a sink")
+    test_alert.add_argument("--sink", required=True, help="sink name from [[sinks]] (or log)")
+    test_alert.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
     demo = sub.add_parser("demo", help="run offline against the bundled exchange simulator")
     demo.add_argument("--config", type=Path, default=Path("config/demo.toml"))
     demo.add_argument("--duration", default="90s", help='stop after this long (default "90s")')
@@ -54,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "test-alert":
+            return _test_alert(args)
         return _demo(args)
     except RiskmonError as exc:
         print(f"riskmon: error: {exc}", file=sys.stderr)
@@ -131,6 +136,18 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     return EXIT_OK
+
+
+def _test_alert(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.alerting import send_test_alert
+
+    config = load_config(args.config)
+    outcome = asyncio.run(send_test_alert(config, args.sink))
+    detail = f": {outcome.detail}" if outcome.detail else ""
+    print(f"sink {args.sink}: {outcome.verdict.value}{detail}")
+    return EXIT_OK if outcome.verdict.value == "delivered" else EXIT_USAGE
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -268,6 +268,74 @@ class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     checkpoint_interval: PositiveDuration = _seconds("1m")
 
 
+SinkType = Literal[
+    "slack", "discord", "telegram", "teams", "pagerduty", "alertmanager", "webhook", "file"
+]
+
+
+class SinkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One ``[[sinks]]`` entry: a destination for alert notifications.
+
+    The secret (Slack/Discord/Teams webhook URL, PagerDuty routing key, Telegram bot token,
+    webhook HMAC key) comes from ``secret_env`` or ``secret_file``; ``secret`` written inline
+    is refused when the config file is readable by everyone.
+
+    Attributes:
+        name: unique sink name, used by routes and in metrics.
+        type: the receiving API.
+        url: endpoint (Alertmanager base URL, generic webhook URL, or an override for tests).
+        secret_env, secret_file, secret: where the secret comes from.
+        chat_id: Telegram chat.
+        path: JSON-lines file of the ``file`` sink.
+        rate_per_s: sends per second; default: the API's published limit.
+        timeout: per request.
+        resend_interval: Alertmanager only: how often active alerts are re-sent.
+    """
+
+    name: Annotated[str, Meta(pattern=NAME_PATTERN)]
+    type: SinkType
+    url: Annotated[str, Meta(pattern=r"^https?://")] | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+    secret: str | None = None
+    chat_id: str | None = None
+    path: str | None = None
+    rate_per_s: Annotated[float, Meta(gt=0)] | None = None
+    timeout: PositiveDuration = _seconds("10s")
+    resend_interval: PositiveDuration = _seconds("1m")
+
+
+class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One ``[[routes]]`` entry: alerts matching it go to its sinks (every matching route).
+
+    Attributes:
+        sinks: sink names.
+        severity: severities matched (empty: all).
+        labels: labels the alert must carry with these values (``portfolio`` included).
+        repeat_interval: a still-firing alert is notified again after this long.
+    """
+
+    sinks: Annotated[tuple[str, ...], Meta(min_length=1)]
+    severity: tuple[Severity, ...] = ()
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    repeat_interval: PositiveDuration = _seconds("4h")
+
+
+class AlertsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[alerts]``: delivery.
+
+    Attributes:
+        outbox: SQLite file of the durable outbox, relative to ``[state] dir``.
+        log_file: JSON-lines file of the embedded ``log`` sink (relative to ``[state] dir``),
+            which receives every event when no route matches.
+        max_attempts_age: a notification undelivered this long is given up (and counted).
+    """
+
+    outbox: str = "outbox.sqlite"
+    log_file: str = "alerts.jsonl"
+    max_attempts_age: PositiveDuration = _seconds("1d")
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole validated configuration.
 
@@ -283,6 +351,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         live: ``[live]``.
         server: ``[server]``.
         state: ``[state]``.
+        sinks: ``[[sinks]]``.
+        routes: ``[[routes]]``.
+        alerts: ``[alerts]``.
         source: path of the file the configuration was loaded from.
     """
 
@@ -296,6 +367,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     live: LiveConfig = LiveConfig()
     server: ServerConfig = ServerConfig()
     state: StateConfig = StateConfig()
+    sinks: tuple[SinkConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    alerts: AlertsConfig = AlertsConfig()
     source: str = ""
 
     @property
@@ -349,8 +423,19 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         problem = exc.problem
     if problem is not None:
         raise ConfigError(f"{source}: {_where(problem.where, overrides)}: {problem.detail}")
+    _check_inline_secrets(source, config)
     risk = msgspec.structs.replace(config.risk, confidence=tuple(sorted(config.risk.confidence)))
     return msgspec.structs.replace(config, risk=risk, source=source)
+
+
+def _check_inline_secrets(source: str, config: Config) -> None:
+    """A secret written in the file is only accepted when others cannot read the file."""
+    inline = [i for i, sink in enumerate(config.sinks) if sink.secret is not None]
+    if inline and os.stat(source).st_mode & 0o004:
+        raise ConfigError(
+            f"{source}: [[sinks]][{inline[0]}] secret: the file is readable by everyone; "
+            "use secret_env or secret_file, or chmod o-r the file"
+        )
 
 
 def _read_toml(source: str) -> dict[str, Any]:

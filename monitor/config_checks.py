@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # monitor.config imports this module at run time
         RiskConfig,
         RuleConfig,
         ServerConfig,
+        SinkConfig,
         UniverseConfig,
     )
 
@@ -80,6 +81,36 @@ def find_problems(config: Config) -> Iterator[Problem]:
     for index, feed in enumerate(config.feeds):
         yield from _feed_problems(("feeds", index), feed)
     yield from _server_problems(config.server)
+    yield from _duplicate_names(config.sinks, "sinks")
+    for index, sink in enumerate(config.sinks):
+        yield from _sink_problems(("sinks", index), sink)
+    known = {s.name for s in config.sinks} | {"log"}
+    for index, route in enumerate(config.routes):
+        for name in route.sinks:
+            if name not in known:
+                yield Problem(
+                    ("routes", index, "sinks"),
+                    f"unknown sink {show_value(name)}; expected one of " + ", ".join(sorted(known)),
+                )
+
+
+_NEEDS_SECRET = {"slack", "discord", "teams", "pagerduty", "telegram"}
+
+
+def _sink_problems(key: Key, sink: SinkConfig) -> Iterator[Problem]:
+    has_secret = any(v is not None for v in (sink.secret_env, sink.secret_file, sink.secret))
+    if (
+        sink.type in _NEEDS_SECRET
+        and not has_secret
+        and not (sink.type in {"slack", "discord", "teams"} and sink.url)
+    ):
+        yield Problem((*key, "secret_env"), f'type "{sink.type}" needs secret_env or secret_file')
+    if sink.type in {"alertmanager", "webhook"} and sink.url is None:
+        yield Problem((*key, "url"), f'type "{sink.type}" needs url')
+    if sink.type == "telegram" and not sink.chat_id:
+        yield Problem((*key, "chat_id"), 'type "telegram" needs chat_id')
+    if sink.type == "file" and not sink.path:
+        yield Problem((*key, "path"), 'type "file" needs path')
 
 
 def _server_problems(server: ServerConfig) -> Iterator[Problem]:
@@ -149,7 +180,7 @@ def _risk_problems(risk: RiskConfig) -> Iterator[Problem]:
 
 
 def _duplicate_names(
-    entries: Sequence[PortfolioConfig | RuleConfig], section: str
+    entries: Sequence[PortfolioConfig | RuleConfig | SinkConfig], section: str
 ) -> Iterator[Problem]:
     names = [entry.name for entry in entries]
     if (dup := _first_duplicate(names)) is not None:

@@ -63,6 +63,7 @@ class Daemon:
     router: Router = field(init=False)
     connections: list[Connection] = field(init=False)
     on_step: Callable[[float], None] | None = None
+    on_alerts: Callable[[list[AlertEvent], RiskSnapshot], None] | None = None
     latest: RiskSnapshot | None = field(default=None, init=False)
     alerts: list[AlertEvent] = field(default_factory=list, init=False)
     clock: SnapshotClock = field(init=False)
@@ -173,6 +174,8 @@ class Daemon:
 
     def _on_snapshot(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
         self.latest = snap
+        if events and self.on_alerts is not None:
+            self.on_alerts(events, snap)
         for event in events:
             self.alerts.append(event)
             log.info(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import platform
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from monitor.snapshot import RiskSnapshot
 
 if TYPE_CHECKING:
+    from alerts.dispatcher import Dispatcher
     from monitor.daemon import Daemon
 
 LATENCY_BUCKETS_S = (
@@ -40,8 +41,7 @@ class ServiceStats:
     checkpoint_last_success: float = math.nan
     checkpoint_failures: int = 0
     restored: bool = False
-    sinks: dict[str, list[int]] = field(default_factory=lambda: {"log": [0, 0, 0]})
-    """sink -> [sent, failed, queued]"""
+    dispatcher: Dispatcher | None = None
 
 
 def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
@@ -121,14 +121,26 @@ class RiskCollector(Collector):
         restored = _gauge("checkpoint_restored", "1 if state was restored at start.")
         restored.add_metric([], 1.0 if s.restored else 0.0)
         yield restored
-        sent = _counter("alerts_sent", "Notifications delivered.", ["sink"])
-        failed_sinks = _counter("alerts_failed", "Notifications refused or given up.", ["sink"])
-        queued = _gauge("alerts_queued", "Notifications waiting.", ["sink"])
-        for sink, (n_sent, n_failed, n_queued) in s.sinks.items():
-            sent.add_metric([sink], n_sent)
-            failed_sinks.add_metric([sink], n_failed)
-            queued.add_metric([sink], n_queued)
-        yield from (sent, failed_sinks, queued)
+        if s.dispatcher is not None:
+            yield from _alerts(s.dispatcher, self._wall())
+
+
+def _alerts(dispatcher: Dispatcher, wall: float) -> Iterator[Metric]:
+    sent = _counter("alerts_sent", "Notifications delivered.", ["sink"])
+    failed = _counter("alerts_failed", "Notifications refused or given up.", ["sink"])
+    retried = _counter("alerts_retried", "Delivery attempts to be retried.", ["sink"])
+    queued = _gauge("alerts_queued", "Notifications waiting.", ["sink"])
+    age = _gauge(
+        "alerts_oldest_queued_age_seconds", "Age of the oldest waiting notification.", ["sink"]
+    )
+    for name, stats in sorted(dispatcher.stats.items()):
+        sent.add_metric([name], stats.sent)
+        failed.add_metric([name], stats.failed)
+        retried.add_metric([name], stats.retried)
+        queued.add_metric([name], dispatcher.queued(name))
+        oldest = dispatcher.outbox.oldest(name)
+        age.add_metric([name], 0.0 if oldest is None else max(wall - oldest, 0.0))
+    yield from (sent, failed, retried, queued, age)
 
 
 def _symbols(snap: RiskSnapshot) -> Iterator[Metric]:

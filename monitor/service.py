@@ -9,6 +9,9 @@
   ``[state] dir``; at start a checkpoint is restored, and a corrupt or incompatible one is
   logged and the daemon starts cold.
 - systemd: READY=1 once serving, WATCHDOG=1 while the engine loop turns, RELOADING=1 on SIGHUP.
+- Alerts: every transition goes through the durable outbox to the routed sinks; the
+  dispatcher outlives reloads (sinks and routes are read at start: changing them needs a
+  restart) and gets ``ALERT_FLUSH_S`` to deliver what is due at shutdown.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from alerts.dispatcher import Dispatcher
+from monitor import notify
+from monitor.alerting import build_dispatcher
 from monitor.checkpoint import (
     capture,
     read_checkpoint,
@@ -36,11 +42,14 @@ from monitor.daemon import AlertListener, Daemon
 from monitor.errors import RiskmonError
 from monitor.http import build_app, read_secret, ssl_context
 from monitor.metrics import RiskCollector, ServiceStats, make_registry
+from monitor.model import AlertEvent
+from monitor.snapshot import RiskSnapshot
 from monitor.systemd import Notifier
 
 log = structlog.get_logger("riskmon.service")
 
 CHECKPOINT_FILE = "checkpoint.npz"
+ALERT_FLUSH_S = 2.0
 SHUTDOWN_BUDGET_S = 8.0
 
 
@@ -61,6 +70,7 @@ class Service:
     notifier: Notifier = field(default_factory=Notifier)
     stats: ServiceStats = field(default_factory=ServiceStats)
     daemon: Daemon | None = field(default=None, init=False)
+    dispatcher: Dispatcher | None = field(default=None, init=False)
     port: int | None = field(default=None, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _reload: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -108,6 +118,20 @@ class Service:
             await runner.cleanup()
 
     async def _serve(self, observe: Callable[[float], None], duration_s: float | None) -> None:
+        self.dispatcher = build_dispatcher(self.config)
+        self.stats.dispatcher = self.dispatcher
+        try:
+            async with asyncio.TaskGroup() as group:
+                delivery = group.create_task(self.dispatcher.run())
+                await self._serve_daemons(observe, duration_s)
+                delivery.cancel()
+            await self.dispatcher.flush(ALERT_FLUSH_S)
+        finally:
+            self.dispatcher.close()
+
+    async def _serve_daemons(
+        self, observe: Callable[[float], None], duration_s: float | None
+    ) -> None:
         self.daemon = self._new_daemon(self.config, observe)
         self._restore_at_start(self.daemon)
         if duration_s is not None:
@@ -151,7 +175,15 @@ class Service:
         return "reload"
 
     def _new_daemon(self, config: Config, observe: Callable[[float], None]) -> Daemon:
-        return Daemon(config, listeners=self.listeners, on_step=observe)
+        return Daemon(config, listeners=self.listeners, on_step=observe, on_alerts=self._notify)
+
+    def _notify(self, events: list[AlertEvent], snap: RiskSnapshot) -> None:
+        """Hand a snapshot's alert events to the durable dispatcher (quick, no I/O wait)."""
+        if self.dispatcher is None or not events:
+            return
+        rules = {r.name: r for r in self.config.rules}
+        url = self.config.server.dashboard_url
+        self.dispatcher.submit([notify.build(e, rules, snap, url) for e in events])
 
     def _reloaded(self, observe: Callable[[float], None]) -> Daemon | None:
         """The daemon for the re-read config, or None (logged) when it is invalid."""

@@ -194,7 +194,10 @@ def _ticker(params: _SubscriptionParams, recv_ts: float) -> list[FeedEvent]:
         raise FeedParseError(f"{VENUE}: {params.channel} without data")
     data = _TICKER.decode(params.data)
     name = data.instrument_name or _channel_instrument(params.channel)
-    ts = data.timestamp / 1000.0 if data.timestamp is not None else recv_ts
+    try:
+        ts = data.timestamp / 1000.0 if data.timestamp is not None else recv_ts
+    except OverflowError:  # an integer timestamp beyond the float range
+        raise FeedParseError(f"{VENUE}: timestamp out of range in {params.channel}") from None
     prices = (
         (PriceKind.MARK, data.mark_price),
         (PriceKind.INDEX, data.index_price),

@@ -637,3 +637,28 @@ def test_invalid_utf8(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not UTF-8") as info:
         load_config(path, environ={})
     assert str(info.value).startswith(f"{path}: ")
+
+
+def test_inline_sink_secret_is_refused_in_a_world_readable_file(tmp_path: Path) -> None:
+    """An inline secret loads only when others cannot read the file."""
+    path = tmp_path / "secret.toml"
+    path.write_text(
+        '[universe]\nsymbols = ["BTCUSDT"]\n'
+        '[[sinks]]\nname = "pager"\ntype = "pagerduty"\nsecret = "R0UTING-KEY"\n'
+    )
+    path.chmod(0o644)
+    with pytest.raises(
+        ConfigError, match=r"\[\[sinks\]\]\[0\] secret: the file is readable"
+    ) as err:
+        load_config(path, environ={})
+    assert "R0UTING-KEY" not in str(err.value)
+    path.chmod(0o600)
+    assert load_config(path, environ={}).sinks[0].secret == "R0UTING-KEY"
+
+
+def test_routes_must_name_configured_sinks(tmp_path: Path) -> None:
+    """A route to an unknown sink names the route and the sinks that exist."""
+    path = tmp_path / "routes.toml"
+    path.write_text('[universe]\nsymbols = ["BTCUSDT"]\n[[routes]]\nsinks = ["pager"]\n')
+    with pytest.raises(ConfigError, match=r'\[\[routes\]\]\[0\] sinks: unknown sink "pager"'):
+        load_config(path, environ={})

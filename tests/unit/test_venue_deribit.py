@@ -338,3 +338,14 @@ class TestFuzz(fuzz_tests([DERIBIT], DOCUMENTED, "deribit")):
         for event in events:
             if isinstance(event, Reply):
                 assert json.loads(event.payload)["method"] == "public/test"
+
+
+def test_timestamp_beyond_the_float_range_is_a_parse_error() -> None:
+    """Found by fuzzing: a 400-digit timestamp raised OverflowError instead of FeedParseError."""
+    frame = (
+        '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms",'
+        '"data":{"timestamp":1' + "0" * 400 + ',"mark_price":36446.51,"index_price":36441.64,'
+        '"instrument_name":"BTC-PERPETUAL"}}}'
+    )
+    with pytest.raises(FeedParseError):
+        DERIBIT.new_parser().parse(frame, 1.0)

@@ -1,0 +1,134 @@
+"""What every sink says, and the small encoding helpers they share.
+
+All chat and pager sinks show the same facts in the same order (:func:`facts`), and the plain-text
+form of a notification (:func:`summary_lines`) is made here once, so a Slack fallback, a Telegram
+message and an Alertmanager description never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from alerts.notification import HttpRequest, Notification, Outcome
+
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
+DETAIL_MAX_CHARS = 200
+"""Longest answer excerpt kept in :attr:`Outcome.detail`."""
+
+
+def format_number(value: float) -> str:
+    """A figure as a person reads it: 4 significant digits, thousands separated from 10,000."""
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 10_000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def human_time(ts: float) -> str:
+    """Unix seconds as ``2025-03-01 12:00:05 UTC``."""
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def facts(note: Notification) -> tuple[tuple[str, str], ...]:
+    """The (label, text) pairs every sink shows, in order: figures, time, labels, details."""
+    event = note.event
+    labels = dict(event.labels)
+    shown: list[tuple[str, str]] = [
+        ("Value", format_number(event.value)),
+        ("Threshold", format_number(event.threshold)),
+        ("Time", human_time(event.ts)),
+        *labels.items(),
+    ]
+    if event.portfolio is not None and "portfolio" not in labels:
+        shown.append(("portfolio", event.portfolio))
+    return (*shown, *note.details)
+
+
+def summary_lines(note: Notification) -> tuple[str, ...]:
+    """The notification as plain-text lines: title, summary, one line per fact, dashboard."""
+    lines = [note.title, note.summary, *(f"{label}: {text}" for label, text in facts(note))]
+    if note.dashboard_url:
+        lines.append(f"Dashboard: {note.dashboard_url}")
+    return tuple(lines)
+
+
+def clip(text: str, max_chars: int) -> str:
+    """``text`` cut to ``max_chars`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def escape_markup(text: str, max_chars: int | None = None) -> str:
+    """Escape ``&``, ``<`` and ``>`` (Slack mrkdwn and Telegram HTML both treat them as markup).
+
+    With ``max_chars``, the escaped text is cut to that length with an ellipsis, never inside
+    an entity.
+    """
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if max_chars is None or len(escaped) <= max_chars:
+        return escaped
+    pieces: list[str] = []
+    used = 0
+    for char in text:
+        piece = _ENTITIES.get(char, char)
+        if used + len(piece) > max_chars - 1:
+            break
+        pieces.append(piece)
+        used += len(piece)
+    return "".join(pieces) + "…"
+
+
+def json_request(url: str, payload: Any, headers: Mapping[str, str] | None = None) -> HttpRequest:
+    """A POST of ``payload`` encoded as JSON."""
+    return HttpRequest(
+        "POST", url, msgspec.json.encode(payload), {**JSON_HEADERS, **(headers or {})}
+    )
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """``body`` decoded as a JSON object; an empty dict when it is not one."""
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def seconds(value: Any) -> float | None:
+    """A non-negative number of seconds from a header or JSON value, else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by case-insensitive name (a plain dict in tests, a CIMultiDict live)."""
+    if name in headers:
+        return headers[name]
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def answer_detail(status: int, text: str, secret: str | None) -> str:
+    """``HTTP <status>: <text>`` for logs: one line, at most DETAIL_MAX_CHARS, secret removed."""
+    line = " ".join(text.split())
+    if secret:
+        line = line.replace(secret, "<secret>")
+    return clip(f"HTTP {status}: {line}" if line else f"HTTP {status}", DETAIL_MAX_CHARS)
+
+
+def with_detail(outcome: Outcome, status: int, body: bytes, secret: str | None) -> Outcome:
+    """``outcome`` whose detail quotes the answer body (never the secret)."""
+    text = body.decode("utf-8", errors="replace")
+    return dataclasses.replace(outcome, detail=answer_detail(status, text, secret))
