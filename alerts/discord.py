@@ -17,9 +17,17 @@ from typing import Any
 
 from alerts.jsonl import iso_utc
 from alerts.notification import HttpRequest, Notification, Outcome, Verdict, default_classify
-from alerts.text import clip, facts, header, json_object, json_request, seconds, with_detail
+from alerts.text import (
+    clip,
+    facts,
+    header,
+    json_object,
+    json_request,
+    seconds,
+    webhook_url,
+    with_detail,
+)
 from monitor.config import SinkConfig
-from monitor.errors import ConfigError
 from monitor.model import AlertState, Severity
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -51,12 +59,9 @@ class DiscordSink:
     @classmethod
     def from_config(cls, config: SinkConfig, secret: str | None) -> DiscordSink:
         """Build from ``config``; ``url`` overrides the secret webhook URL (tests)."""
-        url = config.url or secret
-        if not url:
-            raise ConfigError(f"sink {config.name!r} (discord): no webhook URL; set secret_env")
         return cls(
             config.name,
-            url,
+            webhook_url(config, secret, "discord"),
             rate_per_s=config.rate_per_s or DEFAULT_RATE_PER_S,
             timeout_s=float(config.timeout),
         )

@@ -184,19 +184,7 @@ class Dispatcher:
         if isinstance(sink, FileSink):
             sink.write(item.note)
             return Outcome(Verdict.DELIVERED)
-        request = _request_for(sink, item, self.clock())
-        try:
-            async with session.request(
-                request.method,
-                request.url,
-                data=request.body,
-                headers=dict(request.headers),
-                timeout=aiohttp.ClientTimeout(total=_timeout(sink)),
-            ) as resp:
-                body = await resp.read()
-                return sink.classify(resp.status, resp.headers, body)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return Outcome(Verdict.RETRY, None, type(exc).__name__)
+        return await send(sink, _request_for(sink, item, self.clock()), session)
 
     def _settle(self, name: str, item: Pending, outcome: Outcome) -> None:
         stats = self.stats[name]
@@ -272,5 +260,17 @@ def _request_for(sink: Sink, item: Pending, now: float) -> HttpRequest:
     return sink.render(item.note)
 
 
-def _timeout(sink: Sink) -> float:
-    return float(getattr(sink, "timeout_s", 10.0))
+async def send(sink: Sink, request: HttpRequest, session: aiohttp.ClientSession) -> Outcome:
+    """POST one rendered request and classify the answer; network failures are retryable."""
+    timeout = aiohttp.ClientTimeout(total=float(getattr(sink, "timeout_s", 10.0)))
+    try:
+        async with session.request(
+            request.method,
+            request.url,
+            data=request.body,
+            headers=dict(request.headers),
+            timeout=timeout,
+        ) as resp:
+            return sink.classify(resp.status, resp.headers, await resp.read())
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Outcome(Verdict.RETRY, None, type(exc).__name__)

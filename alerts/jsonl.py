@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import msgspec
 
@@ -32,26 +32,30 @@ def alert_record(event: AlertEvent) -> dict[str, Any]:
     }
 
 
-class JsonlAlertWriter:
-    """Appends alert events to a JSON-lines file; flushes on every write."""
+class JsonLinesFile:
+    """Appends one JSON object per line, flushed at once; opened on the first write."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.count = 0
-        self._file: IO[bytes] = path.open("ab")
+        self._file: IO[bytes] | None = None
         self._encoder = msgspec.json.Encoder()
 
-    def write(self, event: AlertEvent) -> None:
-        """Append one event as a line."""
-        self._file.write(self._encoder.encode(alert_record(event)) + b"\n")
+    def append(self, record: Any) -> None:
+        """Write ``record`` as one line and flush."""
+        if self._file is None:
+            self._file = self.path.open("ab")
+        self._file.write(self._encoder.encode(record) + b"\n")
         self._file.flush()
         self.count += 1
 
     def close(self) -> None:
-        """Close the file."""
-        self._file.close()
+        """Close the file (a later write opens it again)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
-    def __enter__(self) -> JsonlAlertWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -61,3 +65,11 @@ class JsonlAlertWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class JsonlAlertWriter(JsonLinesFile):
+    """The replay's ``alerts.jsonl``: one :func:`alert_record` per line."""
+
+    def write(self, event: AlertEvent) -> None:
+        """Append one event as a line."""
+        self.append(alert_record(event))

@@ -20,10 +20,10 @@ from alerts.text import (
     human_time,
     json_request,
     summary_lines,
+    webhook_url,
     with_detail,
 )
 from monitor.config import SinkConfig
-from monitor.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RATE_PER_S = 1.0
@@ -46,12 +46,9 @@ class SlackSink:
     @classmethod
     def from_config(cls, config: SinkConfig, secret: str | None) -> SlackSink:
         """Build from ``config``; ``url`` overrides the secret webhook URL (tests)."""
-        url = config.url or secret
-        if not url:
-            raise ConfigError(f"sink {config.name!r} (slack): no webhook URL; set secret_env")
         return cls(
             config.name,
-            url,
+            webhook_url(config, secret, "slack"),
             rate_per_s=config.rate_per_s or DEFAULT_RATE_PER_S,
             timeout_s=float(config.timeout),
         )

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.notification import HttpRequest, Notification, Outcome, default_classify
-from alerts.text import facts, json_request, with_detail
+from alerts.text import facts, json_request, webhook_url, with_detail
 from monitor.config import SinkConfig
-from monitor.errors import ConfigError
 from monitor.model import AlertState, Severity
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -45,12 +44,9 @@ class TeamsSink:
     @classmethod
     def from_config(cls, config: SinkConfig, secret: str | None) -> TeamsSink:
         """Build from ``config``; ``url`` overrides the secret webhook URL (tests)."""
-        url = config.url or secret
-        if not url:
-            raise ConfigError(f"sink {config.name!r} (teams): no webhook URL; set secret_env")
         return cls(
             config.name,
-            url,
+            webhook_url(config, secret, "teams"),
             rate_per_s=config.rate_per_s or DEFAULT_RATE_PER_S,
             timeout_s=float(config.timeout),
         )

@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 
 from alerts.notification import HttpRequest, Notification, Outcome
+from monitor.config import SinkConfig
+from monitor.errors import ConfigError
 
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
 DETAIL_MAX_CHARS = 200
@@ -132,3 +134,11 @@ def with_detail(outcome: Outcome, status: int, body: bytes, secret: str | None) 
     """``outcome`` whose detail quotes the answer body (never the secret)."""
     text = body.decode("utf-8", errors="replace")
     return dataclasses.replace(outcome, detail=answer_detail(status, text, secret))
+
+
+def webhook_url(config: SinkConfig, secret: str | None, kind: str) -> str:
+    """The webhook URL of a chat sink: ``url`` (tests, proxies) or the secret itself."""
+    url = config.url or secret
+    if not url:
+        raise ConfigError(f"sink {config.name!r} ({kind}): no webhook URL; set secret_env")
+    return url

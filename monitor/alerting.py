@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from alerts.dispatcher import Dispatcher
+from alerts.dispatcher import Dispatcher, send
 from alerts.file import FileSink
 from alerts.notification import Notification, Outcome, Sink, Verdict
 from alerts.outbox import Outbox
@@ -70,16 +70,5 @@ async def send_test_alert(config: Config, sink_name: str) -> Outcome:
     if isinstance(sink, FileSink):
         sink.write(note)
         return Outcome(Verdict.DELIVERED, None, str(sink.path))
-    request = sink.render(note)
     async with aiohttp.ClientSession() as session:
-        try:
-            async with session.request(
-                request.method,
-                request.url,
-                data=request.body,
-                headers=dict(request.headers),
-                timeout=aiohttp.ClientTimeout(total=float(getattr(sink, "timeout_s", 10.0))),
-            ) as resp:
-                return sink.classify(resp.status, resp.headers, await resp.read())
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return Outcome(Verdict.RETRY, None, type(exc).__name__)
+        return await send(sink, sink.render(note), session)
