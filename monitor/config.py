@@ -518,7 +518,7 @@ def _decode_custom(type_: type, obj: object) -> object:
             expected = 'expected a table of strings like { symbol = "BTCUSDT" }'
             raise ValueError(f"{expected}, got {_show(obj)}")
         return Labels(sorted(obj.items()))
-    raise NotImplementedError(type_)
+    raise TypeError(f"no decoder for config type {type_!r}")  # only our own types reach here
 
 
 def _decode_duration(type_: type[Duration], obj: object) -> Duration:
