@@ -54,8 +54,14 @@ replay-example: install
 	$(VENV)/bin/riskmon replay ../shared/data/market/binance_spot_5m_2025H1.parquet \
 		--config config/example-replay.toml --out out/replay-2025H1
 
+# Six benchmarks (about 6 minutes), then the summary table; see benchmarks/README.md.
 bench: install
 	$(PY) -m benchmarks.engine_throughput
+	$(PY) -m benchmarks.live_throughput
+	$(PY) -m benchmarks.latency
+	$(PY) -m benchmarks.memory
+	$(PY) -m benchmarks.metrics_scrape
+	$(PY) -m benchmarks.report
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache out
