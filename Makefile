@@ -54,7 +54,7 @@ replay-example: install
 	$(VENV)/bin/riskmon replay ../shared/data/market/binance_spot_5m_2025H1.parquet \
 		--config config/example-replay.toml --out out/replay-2025H1
 
-# Six benchmarks (about 6 minutes), then the summary table; see benchmarks/README.md.
+# Six benchmarks (about 5 minutes on 2 cores), then the summary table; see benchmarks/README.md.
 bench: install
 	$(PY) -m benchmarks.engine_throughput
 	$(PY) -m benchmarks.live_throughput

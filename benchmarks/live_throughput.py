@@ -167,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=200_000, help="messages per run")
     parser.add_argument("--rate", type=float, default=20_000.0, help="messages per event second")
     parser.add_argument("--warmup-s", type=float, default=60.0, help="event seconds of warm state")
+    parser.add_argument("--stage-messages", type=int, default=50_000, help="per stage pass")
     parser.add_argument(
         "--small-batch", type=int, default=25, help="engine batch of the stage costs (paced)"
     )
@@ -193,7 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(riskmon_only(args, config, state))
             return 0
         result = asyncio.run(measure(args, f"ws://127.0.0.1:{port}/stream", config, state))
-        messages = trade_messages(market.part(warm), config.tracked_symbols)
+        messages = trade_messages(
+            market.part(warm, warm + args.stage_messages), config.tracked_symbols
+        )
         sizes = (args.small_batch, round(result["ticks_per_engine_step"]))
         result["stage_cpu_us_per_message"] = stage_costs(config, state, messages, sizes)
     print_table(
