@@ -22,7 +22,7 @@ from monitor.model import AlertEvent, AlertState
 from monitor.replay import TickBatchLike, run
 from monitor.rules import RuleEngine
 from monitor.snapshot import RiskSnapshot
-from monitor.table import SnapshotTable, reported_pairs
+from monitor.table import AccountTable, SnapshotTable, reported_pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,8 @@ def replay(
 ) -> ReplaySummary:
     """Replay historical files through the engine; write snapshots.parquet and alerts.jsonl.
 
+    With ``[[accounts]]`` configured, ``accounts.parquet`` holds their margin and stress rows.
+
     Outputs are written to a temporary directory and moved into ``out_dir`` only when the
     replay has completed, so a failure leaves nothing partial behind.
 
@@ -76,17 +78,19 @@ def replay(
         work = Path(tmp)
         source = HistorySource(data, candle_interval_s=candle_interval_s, workdir=work)
         engine = Engine(config)
-        rules = RuleEngine(config.rules, [p.name for p in config.portfolios])
+        rules = RuleEngine(config.rules, [p.name for p in config.portfolios], engine.account_names)
         table = SnapshotTable(
             reported_pairs(config.universe.symbols, config.universe.watch_pairs),
             config.risk.confidence,
         )
+        accounts = AccountTable(config.risk.confidence)
         states: Counter[str] = Counter()
         first: list[AlertEvent] = []
         with JsonlAlertWriter(work / "alerts.jsonl") as writer:
 
             def sink(snap: RiskSnapshot, events: list[AlertEvent]) -> None:
                 table.add(snap)
+                accounts.add(snap)
                 for event in events:
                     writer.write(event)
                     states[event.state.value] += 1
@@ -96,7 +100,11 @@ def replay(
             batches = _with_progress(source.batches(), source.total_rows, progress)
             snapshots = run(engine, rules, batches, config.replay.snapshot_interval, sink)
         table.to_frame().write_parquet(work / "snapshots.parquet")
-        _publish(work, out_dir, ("snapshots.parquet", "alerts.jsonl"))
+        outputs = ["snapshots.parquet", "alerts.jsonl"]
+        if config.accounts:
+            accounts.to_frame().write_parquet(work / "accounts.parquet")
+            outputs.append("accounts.parquet")
+        _publish(work, out_dir, outputs)
         skipped = Counter(dict(source.skipped))
         skipped.update({k: v for k, v in engine.skipped.items() if v})
     return ReplaySummary(

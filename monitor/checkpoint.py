@@ -232,7 +232,7 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """
     data = _encode(checkpoint)
     try:
-        _replace_atomically(path, data)
+        replace_atomically(path, data)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write checkpoint: {exc.strerror or exc}") from exc
 
@@ -418,7 +418,7 @@ def _check_arrays(header: _Header, arrays: dict[str, Array]) -> None:
             raise CheckpointError(f"array {name}: {found}, expected {dtype}{list(shape)}")
 
 
-def _replace_atomically(path: Path, data: bytes) -> None:
+def replace_atomically(path: Path, data: bytes) -> None:
     """Temporary file in the same directory, fsync, rename over ``path``, fsync the directory."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

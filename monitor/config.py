@@ -25,6 +25,9 @@ import msgspec
 import msgspec.inspect as mi
 from msgspec import Meta
 
+from monitor.book_config import NAME_PATTERN as NAME_PATTERN
+from monitor.book_config import SYMBOL_PATTERN as SYMBOL_PATTERN
+from monitor.book_config import AccountConfig, StressConfig, Symbol, account_symbols
 from monitor.config_checks import Key, Problem, find_problems
 from monitor.config_checks import show_value as _show
 from monitor.durations import DURATION_EXPECTED, parse_duration
@@ -40,10 +43,7 @@ from monitor.metrics_catalogue import metric_catalogue as metric_catalogue
 from monitor.model import Severity
 
 ENV_PREFIX = "RISKMON_"
-SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._:/-]*$"
-NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
-Symbol = Annotated[str, Meta(pattern=SYMBOL_PATTERN)]
 Op = Literal[">", ">=", "<", "<="]
 Distribution = Literal["normal", "student-t", "cornish-fisher"]
 Confidence = Annotated[float, Meta(gt=0.5, lt=1)]
@@ -354,6 +354,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         sinks: ``[[sinks]]``.
         routes: ``[[routes]]``.
         alerts: ``[alerts]``.
+        accounts: ``[[accounts]]``: derivatives books with collateral and margin.
+        stress: ``[stress]``: the scenarios accounts are revalued under.
         source: path of the file the configuration was loaded from.
     """
 
@@ -370,6 +372,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     sinks: tuple[SinkConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     alerts: AlertsConfig = AlertsConfig()
+    accounts: tuple[AccountConfig, ...] = ()
+    stress: StressConfig = StressConfig()
     source: str = ""
 
     @property
@@ -378,6 +382,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         symbols = dict.fromkeys(self.universe.symbols)
         for portfolio in self.portfolios:
             symbols.update(dict.fromkeys(p.symbol for p in portfolio.positions))
+        symbols.update(dict.fromkeys(account_symbols(self.accounts)))
         return tuple(symbols)
 
 

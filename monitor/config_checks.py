@@ -12,10 +12,12 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from monitor.book_config import account_problems
 from monitor.durations import format_duration
 from monitor.metrics_catalogue import MetricKind, MetricSpec, lookup_metric
 
 if TYPE_CHECKING:  # monitor.config imports this module at run time
+    from monitor.book_config import AccountConfig
     from monitor.config import (
         Config,
         EstimatorConfig,
@@ -81,6 +83,7 @@ def find_problems(config: Config) -> Iterator[Problem]:
     for index, feed in enumerate(config.feeds):
         yield from _feed_problems(("feeds", index), feed)
     yield from _server_problems(config.server)
+    yield from _account_problems(config)
     yield from _duplicate_names(config.sinks, "sinks")
     for index, sink in enumerate(config.sinks):
         yield from _sink_problems(("sinks", index), sink)
@@ -179,8 +182,20 @@ def _risk_problems(risk: RiskConfig) -> Iterator[Problem]:
         yield Problem(("risk", "confidence", dup), detail)
 
 
+def _account_problems(config: Config) -> Iterator[Problem]:
+    yield from _duplicate_names(config.accounts, "accounts")
+    for index, account in enumerate(config.accounts):
+        for where, detail in account_problems(account):
+            yield Problem(("accounts", index, *where), detail)
+    for index, shock in enumerate(config.stress.shocks):
+        for symbol in shock.moves:
+            if symbol not in config.tracked_symbols:
+                detail = f'"{symbol}" is not a tracked symbol'
+                yield Problem(("stress", "shocks", index, "moves", symbol), detail)
+
+
 def _duplicate_names(
-    entries: Sequence[PortfolioConfig | RuleConfig | SinkConfig], section: str
+    entries: Sequence[PortfolioConfig | RuleConfig | SinkConfig | AccountConfig], section: str
 ) -> Iterator[Problem]:
     names = [entry.name for entry in entries]
     if (dup := _first_duplicate(names)) is not None:
@@ -260,6 +275,8 @@ def _label_value_problems(
         yield Problem((*key, "labels", "b"), 'expected a symbol other than label "a"')
     if spec.kind is MetricKind.PORTFOLIO:
         yield from _portfolio_label_problems(key, rule, config)
+    if spec.kind is MetricKind.ACCOUNT:
+        yield from _account_label_problems(key, rule, config)
 
 
 def _portfolio_label_problems(key: Key, rule: RuleConfig, config: Config) -> Iterator[Problem]:
@@ -270,3 +287,13 @@ def _portfolio_label_problems(key: Key, rule: RuleConfig, config: Config) -> Ite
     elif (value := rule.labels.get("portfolio")) not in (None, *names):
         detail = f'unknown portfolio "{value}"; expected one of {", ".join(names)}'
         yield Problem((*key, "labels", "portfolio"), detail)
+
+
+def _account_label_problems(key: Key, rule: RuleConfig, config: Config) -> Iterator[Problem]:
+    names = [account.name for account in config.accounts]
+    if not names:
+        detail = f'"{rule.metric}" is an account metric; expected an [[accounts]] entry'
+        yield Problem((*key, "metric"), detail)
+    elif (value := rule.labels.get("account")) not in (None, *names):
+        detail = f'unknown account "{value}"; expected one of {", ".join(names)}'
+        yield Problem((*key, "labels", "account"), detail)

@@ -22,6 +22,8 @@ from feeds.registry import VENUES
 from feeds.router import Router, Source, TickBuffer
 from feeds.session import Connection, Connector, default_connector
 from feeds.venue import VenueSpec
+from monitor.book import OptionMark
+from monitor.book_config import AccountConfig
 from monitor.config import Config
 from monitor.engine import Engine
 from monitor.model import AlertEvent
@@ -75,7 +77,10 @@ class Daemon:
     def __post_init__(self) -> None:
         cfg = self.config
         self.engine = Engine(cfg)
-        self.rules = RuleEngine(cfg.rules, [p.name for p in cfg.portfolios])
+        self.rules = RuleEngine(
+            cfg.rules, [p.name for p in cfg.portfolios], self.engine.account_names
+        )
+        self.engine.marks = self._option_marks
         self.buffer = TickBuffer(cfg.live.queue_ticks)
         self.router = Router(cfg.feeds, self.buffer, time.monotonic())
         self.clock = SnapshotClock(
@@ -190,6 +195,29 @@ class Daemon:
             )
             for listener in self.listeners:
                 listener(event)
+
+    def replace_accounts(self, accounts: Sequence[AccountConfig]) -> None:
+        """Swap the accounts (positions and collateral) at once, keeping the estimators.
+
+        Raises:
+            ConfigError: the accounts are invalid; nothing changes then.
+        """
+        self.engine.replace_accounts(accounts)
+        self.rules.set_accounts(self.engine.account_names)
+        self.publish_now()
+        log.info("accounts_replaced", accounts=list(self.engine.account_names))
+
+    def _option_marks(self) -> dict[str, OptionMark]:
+        """Mark IV and basis of every option ticker the feeds delivered."""
+        marks = {}
+        for name, quote in self.router.options.items():
+            if quote.mark_iv is None or not quote.mark_iv > 0:
+                continue
+            basis = 1.0
+            if quote.underlying_price and quote.index_price:
+                basis = quote.underlying_price / quote.index_price
+            marks[name] = OptionMark(quote.mark_iv / 100.0, basis)
+        return marks
 
     def metric(self, metric: str, labels: Mapping[str, str], portfolio: str | None) -> float | None:
         """Metrics that are not part of a snapshot (feed staleness)."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from monitor.account import AccountModel, MarketState
+from monitor.book import OptionMark
+from monitor.book_config import AccountConfig, account_problems
 from monitor.config import Config
 from monitor.correlation import (
     absorption_from_eigenvalues,
@@ -26,6 +29,7 @@ from monitor.correlation import (
     turbulence,
 )
 from monitor.covariance import SECONDS_PER_YEAR, EventTimeCovariance
+from monitor.errors import ConfigError
 from monitor.ewma import EwmaMoments, MomentsTuple
 from monitor.portfolio import PortfolioModel, PortfolioState
 from monitor.snapshot import MarketRisk, RiskSnapshot, frozen_array
@@ -106,6 +110,47 @@ class Engine:
         self._portfolios = [
             PortfolioModel(p, self._index, config.risk, est) for p in config.portfolios
         ]
+        self._accounts: tuple[AccountModel, ...] = ()
+        self._account_configs: tuple[AccountConfig, ...] = ()
+        self.replace_accounts(config.accounts)
+        self.marks: Callable[[], Mapping[str, OptionMark]] = dict
+
+    @property
+    def account_names(self) -> tuple[str, ...]:
+        """Names of the accounts, in order."""
+        return tuple(m.name for m in self._accounts)
+
+    @property
+    def accounts(self) -> tuple[AccountConfig, ...]:
+        """The accounts in use (the config's, or the last replacement)."""
+        return self._account_configs
+
+    def replace_accounts(self, accounts: Sequence[AccountConfig]) -> None:
+        """Swap in a new set of accounts at once; the estimators are not touched.
+
+        Raises:
+            ConfigError: an account is invalid or needs a symbol this engine does not track;
+                nothing changes then.
+        """
+        names = [a.name for a in accounts]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"accounts: duplicate names in {names}")
+        for i, account in enumerate(accounts):
+            for where, detail in account_problems(account):
+                path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in where)
+                raise ConfigError(f"accounts[{i}]{path}: {detail}")
+            unknown = [s for s in account.symbols() if s not in self._index]
+            if unknown:
+                raise ConfigError(
+                    f"accounts[{i}] ({account.name}): {', '.join(dict.fromkeys(unknown))} not "
+                    "tracked; add it to the config's universe or an account, then reload"
+                )
+        cfg = self.config
+        self._accounts = tuple(
+            AccountModel(a, self.symbols, cfg.risk, cfg.stress) for a in accounts
+        )
+        self._account_configs = tuple(accounts)
+        self._dirty = True
 
     @property
     def last_event_ts(self) -> float:
@@ -234,6 +279,8 @@ class Engine:
         previous = self._previous_pair() if advance else None
         state = PortfolioState(ts, self._price, logp, cov_rate, ready, previous)
         portfolios = tuple(model.risk(state) for model in self._portfolios)
+        books = MarketState(ts, self._price, cov_rate, ready, self.marks())
+        accounts = tuple(model.risk(books) for model in self._accounts)
         if advance:
             self._previous = _Previous(ts, logp, cov_rate)
         return RiskSnapshot(
@@ -253,6 +300,7 @@ class Engine:
             market=market,
             portfolios=portfolios,
             ticks=self.ticks,
+            accounts=accounts,
         )
 
     def _previous_pair(self) -> tuple[float, FloatArray, FloatArray] | None:

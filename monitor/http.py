@@ -1,13 +1,15 @@
 """The HTTP endpoint on the asyncio loop: /metrics, /healthz, /readyz and the JSON API.
 
 /healthz and /readyz answer without authentication (probes carry no secrets); /metrics and
-/api/v1/* require the configured bearer token or basic credentials. Secrets are read once at
+/api/v1/* require the configured bearer token or basic credentials. ``POST`` and ``DELETE
+/api/v1/positions`` are refused (403) unless authentication is configured. Secrets are read once at
 start from the environment or a file and never logged or served.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 import math
 import os
@@ -15,15 +17,18 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from monitor.book_config import AccountConfig, PositionsUpdate
 from monitor.config import ServerConfig
 from monitor.daemon import Daemon
 from monitor.errors import ConfigError
+from monitor.positions_store import decode_positions
 from monitor.snapshot import PortfolioRisk, RiskSnapshot
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -122,7 +127,29 @@ def snapshot_json(snap: RiskSnapshot) -> dict[str, Any]:
         },
         "market": {name: getattr(m, name) for name in m.__slots__},
         "portfolios": [_portfolio_json(p) for p in snap.portfolios],
+        "accounts": [_finite_json(dataclasses.asdict(a)) for a in snap.accounts],
     }
+
+
+def _finite_json(value: Any) -> Any:
+    """Nested dicts, lists and numbers with NaN and infinities as null (JSON has neither)."""
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+class PositionsApi(Protocol):
+    """What ``/api/v1/positions`` changes (the service: swap, then persist)."""
+
+    def replace(self, accounts: tuple[AccountConfig, ...]) -> None:
+        """Swap in ``accounts`` at once; raises ConfigError and changes nothing if invalid."""
+
+    def reset(self) -> None:
+        """Drop posted accounts and return to the config's."""
 
 
 def build_app(
@@ -130,6 +157,7 @@ def build_app(
     registry: CollectorRegistry,
     server: ServerConfig,
     secret: str | None,
+    positions: PositionsApi | None = None,
 ) -> web.Application:
     """The aiohttp application; ``daemon`` returns the daemon currently running."""
     app = web.Application(middlewares=[_auth_middleware(server, secret)])
@@ -176,7 +204,34 @@ def build_app(
             }
         )
 
+    async def get_positions(_: web.Request) -> web.Response:
+        current = daemon()
+        if current is None:
+            return web.json_response({"error": "starting"}, status=503)
+        body = msgspec.json.encode(PositionsUpdate(current.engine.accounts))
+        return web.Response(body=body, content_type="application/json")
+
+    async def change_positions(request: web.Request) -> web.Response:
+        if secret is None or positions is None:
+            detail = "changing positions needs [server] auth (bearer or basic)"
+            return web.json_response({"error": detail}, status=403)
+        current = daemon()
+        if current is None:
+            return web.json_response({"error": "starting"}, status=503)
+        try:
+            if request.method == "DELETE":
+                positions.reset()
+            else:
+                positions.replace(decode_positions(await request.read()))
+        except ConfigError as exc:
+            return web.json_response({"error": str(exc)}, status=422)
+        names = list(current.engine.account_names)
+        return web.json_response({"accounts": names, "ticks": current.engine.ticks})
+
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/positions", get_positions)
+    app.router.add_post("/api/v1/positions", change_positions)
+    app.router.add_delete("/api/v1/positions", change_positions)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/snapshot", snapshot)

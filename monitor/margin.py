@@ -23,12 +23,14 @@ the term part of the roll shock, the delta shock and the pnl offset.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
 
 Reprice = Callable[[float, float], float]
 """``reprice(spot_move, vol_shift) -> book value in coin`` at one scenario.
@@ -97,9 +99,23 @@ def binance_maintenance(notional: float, brackets: Sequence[Bracket]) -> float:
     size = abs(notional)
     if size > brackets[-1].notional_cap:
         raise ValueError(f"notional {size} above the last bracket cap {brackets[-1].notional_cap}")
-    caps = [b.notional_cap for b in brackets]
-    tier = brackets[min(bisect.bisect_right(caps, size), len(brackets) - 1)]
-    return size * tier.mmr - tier.maint_amount
+    return float(tiered_maintenance(np.array([size]), brackets)[0])
+
+
+def tiered_maintenance(notional: FloatArray, brackets: Sequence[Bracket]) -> FloatArray:
+    """:func:`binance_maintenance` over an array, the last tier extended beyond its cap.
+
+    A price move can carry a position past the venue's position limit (which only stops new
+    orders); its maintenance then keeps the last tier's rate. Bybit's risk-limit tiers
+    (maintenance rate and deduction) have the same form.
+    """
+    size = np.abs(notional)
+    caps = np.array([b.notional_cap for b in brackets])
+    tier = np.minimum(np.searchsorted(caps, size, side="right"), len(brackets) - 1)
+    rate = np.array([b.mmr for b in brackets])[tier]
+    amount = np.array([b.maint_amount for b in brackets])[tier]
+    out: FloatArray = size * rate - amount
+    return out
 
 
 # --- Ratios ------------------------------------------------------------------------------------
@@ -286,15 +302,45 @@ def deribit_portfolio_margin(
         params: model parameters; Deribit's ``pnl_offset`` (0 in the example) is not modelled.
     """
     base = reprice(0.0, 0.0)
-    standard = tuple(reprice(m, s) - base for m, s in standard_scenarios(params))
+    standard = [reprice(m, s) - base for m, s in standard_scenarios(params)]
     up = params.volatility_range_up
-    extended = tuple(
-        extended_pnl(reprice(m, up) - base, m, index_price, params) for m in params.extended_moves
+    extended = [reprice(m, up) - base for m in params.extended_moves]
+    return portfolio_margin_from_pnl(
+        standard,
+        extended,
+        index_price,
+        roll_shock_coin=roll_shock_coin,
+        delta_shock_coin=delta_shock_coin,
+        params=params,
     )
-    worst = max(0.0, -min(standard + extended))
+
+
+def portfolio_margin_from_pnl(
+    standard: Iterable[float],
+    extended_raw: Iterable[float],
+    index_price: float,
+    *,
+    roll_shock_coin: float = 0.0,
+    delta_shock_coin: float = 0.0,
+    params: RiskMatrixParams = DERIBIT_BTC,
+) -> PortfolioMargin:
+    """:func:`deribit_portfolio_margin` from PnL already computed, e.g. in one vectorised pass.
+
+    Args:
+        standard: PnL (coin) of :func:`standard_scenarios`, in that order.
+        extended_raw: unscaled PnL (coin) of ``params.extended_moves`` under vol up.
+        index_price, roll_shock_coin, delta_shock_coin, params: as for
+            :func:`deribit_portfolio_margin`.
+    """
+    standard_pnl = tuple(float(x) for x in standard)
+    extended = tuple(
+        extended_pnl(float(pnl), m, index_price, params)
+        for pnl, m in zip(extended_raw, params.extended_moves, strict=True)
+    )
+    worst = max(0.0, -min(standard_pnl + extended))
     total = worst + roll_shock_coin + delta_shock_coin
     return PortfolioMargin(
-        standard_pnl=standard,
+        standard_pnl=standard_pnl,
         extended_pnl=extended,
         worst_case=worst,
         roll_shock=roll_shock_coin,
@@ -357,17 +403,35 @@ def liquidation_move(
     if liquidated(0.0):
         return LiquidationMoves(0.0, 0.0)
     return LiquidationMoves(
-        _first_crossing(liquidated, lo, scan_points, tol),
-        _first_crossing(liquidated, hi, scan_points, tol),
+        first_crossing(liquidated, lo, scan_points, tol),
+        first_crossing(liquidated, hi, scan_points, tol),
     )
 
 
-def _first_crossing(
-    liquidated: Callable[[float], bool], end: float, scan_points: int, tol: float
+def first_crossing(
+    liquidated: Callable[[float], bool],
+    end: float,
+    scan_points: int = 64,
+    tol: float = 1e-12,
+    *,
+    scan: Callable[[FloatArray], npt.NDArray[np.bool_]] | None = None,
 ) -> float | None:
-    """The liquidated end of the first scan step from 0 toward ``end`` that crosses, bisected."""
+    """The liquidated end of the first scan step from 0 toward ``end`` that crosses, bisected.
+
+    None when no scan point up to ``end`` is liquidated (same assumptions as
+    :func:`liquidation_move`). ``scan``, when given, tests all scan points in one vectorised
+    call (it must agree with ``liquidated``); bisection then uses ``liquidated``.
+    """
+    points = np.linspace(0.0, end, scan_points + 1)[1:]
+    if scan is not None:
+        hits = np.flatnonzero(scan(points))
+        if len(hits) == 0:
+            return None
+        first = int(hits[0])
+        safe = 0.0 if first == 0 else float(points[first - 1])
+        return _bisect(liquidated, safe, float(points[first]), tol)
     safe = 0.0
-    for bad in np.linspace(0.0, end, scan_points + 1)[1:]:
+    for bad in points:
         if liquidated(float(bad)):
             return _bisect(liquidated, safe, float(bad), tol)
         safe = float(bad)

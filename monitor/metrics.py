@@ -98,6 +98,7 @@ class RiskCollector(Collector):
             yield from _symbols(snap)
             yield from _market(snap, daemon.config.universe.watch_pairs)
             yield from _portfolios(snap)
+            yield from _accounts(snap)
         yield from _engine(daemon)
         yield from _feeds(daemon, self._clock(), self._wall())
         yield from _rules(daemon)
@@ -239,6 +240,85 @@ def _portfolios(snap: RiskSnapshot) -> Iterator[Metric]:
             for symbol, value in zip(p.symbols, tail.component_var or (), strict=False):
                 component.add_metric([p.name, symbol, f"{tail.confidence:g}"], value)
     yield component
+
+
+_ACCOUNT_SCALARS = {
+    "account_equity": ("Collateral at full value plus positions, base currency.", "equity"),
+    "account_margin_balance": ("Collateral after haircuts plus positions.", "margin_balance"),
+    "account_maintenance_margin": ("Maintenance margin, base currency.", "maintenance"),
+    "account_margin_ratio": ("Maintenance / margin balance; liquidation at 1.", "margin_ratio"),
+    "account_liquidation_distance_sigma": (
+        "Nearest liquidation in sigmas of the current covariance over the horizon.",
+        "liquidation_distance_sigma",
+    ),
+    "account_stress_loss": ("Worst loss over the stress scenarios.", "stress_loss"),
+}
+
+
+def _accounts(snap: RiskSnapshot) -> Iterator[Metric]:
+    for name, (doc, attr) in _ACCOUNT_SCALARS.items():
+        family = _gauge(name, doc, ["account"])
+        for a in snap.accounts:
+            value = getattr(a, attr)
+            if value is not None and not math.isnan(value):
+                family.add_metric([a.name], value)  # +Inf: no liquidation within range
+        yield family
+    liq = _gauge(
+        "account_liquidation_move_ratio",
+        "Move of one symbol alone that liquidates the account (-0.2 = -20%).",
+        ["account", "symbol", "direction"],
+    )
+    scen_pnl = _gauge(
+        "account_scenario_pnl", "Equity change in a stress scenario.", ["account", "scenario"]
+    )
+    scen_ratio = _gauge(
+        "account_scenario_margin_ratio",
+        "Projected margin ratio in a stress scenario.",
+        ["account", "scenario"],
+    )
+    for a in snap.accounts:
+        for d in a.liquidation:
+            for direction, move in (("down", d.down), ("up", d.up)):
+                if move is not None:
+                    liq.add_metric([a.name, d.symbol, direction], move)
+        for sc in a.scenarios:
+            scen_pnl.add_metric([a.name, sc.name], sc.pnl)
+            if sc.margin_ratio is not None:
+                scen_ratio.add_metric([a.name, sc.name], sc.margin_ratio)
+    yield from (liq, scen_pnl, scen_ratio)
+    yield from _account_greeks(snap)
+
+
+def _account_greeks(snap: RiskSnapshot) -> Iterator[Metric]:
+    greeks = {
+        "account_delta": "Delta, units of the symbol (options, positions and collateral).",
+        "account_delta_usd": "Delta times price, base currency.",
+        "account_gamma": "Gamma, per unit of price.",
+        "account_vega": "Vega per volatility point, base currency.",
+        "account_theta": "Theta per day, base currency.",
+        "account_symbol_stress_loss": "Worst grid loss when only this symbol moves.",
+    }
+    for name, doc in greeks.items():
+        family = _gauge(name, doc, ["account", "symbol"])
+        attr = name.removeprefix("account_").removeprefix("symbol_")
+        for a in snap.accounts:
+            for e in a.exposures:
+                family.add_metric([a.name, e.symbol], getattr(e, attr))
+        yield family
+    for name, doc in (
+        ("account_var", "Delta-equivalent value at risk over the horizon."),
+        ("account_cvar", "Delta-equivalent expected shortfall over the horizon."),
+        ("account_delta_gamma_var", "Delta-gamma Cornish-Fisher value at risk."),
+    ):
+        family = _gauge(name, doc, ["account", "confidence"])
+        for a in snap.accounts:
+            tails = a.delta_gamma if name == "account_delta_gamma_var" else a.tails
+            attr = "cvar" if name == "account_cvar" else "var"
+            for tail in tails:
+                value = getattr(tail, attr)
+                if _finite(value):
+                    family.add_metric([a.name, f"{tail.confidence:g}"], value)
+        yield family
 
 
 def _engine(daemon: Daemon) -> Iterator[Metric]:

@@ -22,6 +22,7 @@ class MetricKind(StrEnum):
     SYMBOL = "symbol"
     PAIR = "pair"
     PORTFOLIO = "portfolio"
+    ACCOUNT = "account"
     FEED = "feed"
 
 
@@ -49,6 +50,7 @@ _MARKET = MetricSpec(MetricKind.MARKET)
 _SYMBOL = MetricSpec(MetricKind.SYMBOL, required_labels=("symbol",))
 _PAIR = MetricSpec(MetricKind.PAIR, required_labels=("a", "b"))
 _PORTFOLIO = MetricSpec(MetricKind.PORTFOLIO, optional_labels=("portfolio",))
+_ACCOUNT = MetricSpec(MetricKind.ACCOUNT, optional_labels=("account",))
 _FEED = MetricSpec(MetricKind.FEED, required_labels=("venue", "symbol"))
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(
@@ -69,6 +71,9 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType(
         "portfolio_volatility": _PORTFOLIO,
         "diversification_ratio": _PORTFOLIO,
         "diversification_benefit": _PORTFOLIO,
+        "margin_ratio": _ACCOUNT,
+        "liquidation_distance_sigma": _ACCOUNT,
+        "stress_loss": _ACCOUNT,
         "feed_staleness_seconds": _FEED,
     }
 )

@@ -6,7 +6,8 @@ for ``>`` the resolve threshold is at or below the threshold). Each transition t
 resolved is an :class:`~monitor.model.AlertEvent`. A value that is not ready (None) changes
 nothing: a pending rule stays pending and a firing rule keeps firing until a real value clears it.
 
-A rule on a portfolio metric without a ``portfolio`` label runs one instance per portfolio.
+A rule on a portfolio metric without a ``portfolio`` label runs one instance per portfolio, and
+one on an account metric without an ``account`` label one instance per account.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from monitor.model import AlertEvent, AlertState, Severity
-from monitor.snapshot import RiskSnapshot, is_portfolio_metric, metric_value
+from monitor.snapshot import RiskSnapshot, is_account_metric, is_portfolio_metric, metric_value
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -131,15 +132,19 @@ class RuleInstance:
         )
 
 
-def _instances(rule: RuleSpec, portfolios: Sequence[str]) -> Iterable[RuleInstance]:
+def _instances(
+    rule: RuleSpec, portfolios: Sequence[str], accounts: Sequence[str]
+) -> Iterable[RuleInstance]:
     labels = dict(rule.labels.items() if hasattr(rule.labels, "items") else rule.labels)
     compare = _OPS[rule.op]
     resolve = rule.threshold if rule.resolve_threshold is None else rule.resolve_threshold
-    targets: Sequence[str | None] = [None]
+    pairs: list[tuple[str | None, dict[str, str]]] = [(None, labels)]
     if is_portfolio_metric(rule.metric):
         targets = [labels["portfolio"]] if "portfolio" in labels else list(portfolios)
-    for target in targets:
-        full = dict(labels) if target is None else {**labels, "portfolio": target}
+        pairs = [(t, {**labels, "portfolio": t}) for t in targets]
+    elif is_account_metric(rule.metric) and "account" not in labels:
+        pairs = [(None, {**labels, "account": a}) for a in accounts]
+    for target, full in pairs:
         yield RuleInstance(
             rule=rule.name,
             metric=rule.metric,
@@ -159,12 +164,30 @@ class RuleEngine:
     Args:
         rules: configured rules.
         portfolios: names of the configured portfolios.
+        accounts: names of the accounts; a rule on an account metric without an ``account``
+            label runs one instance per account.
     """
 
-    def __init__(self, rules: Sequence[RuleSpec], portfolios: Sequence[str]) -> None:
-        self.instances: tuple[RuleInstance, ...] = tuple(
-            inst for rule in rules for inst in _instances(rule, portfolios)
+    def __init__(
+        self, rules: Sequence[RuleSpec], portfolios: Sequence[str], accounts: Sequence[str] = ()
+    ) -> None:
+        self._specs = tuple(rules)
+        self._portfolios = tuple(portfolios)
+        self.instances: tuple[RuleInstance, ...] = ()
+        self.set_accounts(accounts)
+
+    def set_accounts(self, accounts: Sequence[str]) -> None:
+        """Re-derive the per-account instances for a new set of accounts.
+
+        Instances that exist before and after keep their state (pending time, firing).
+        """
+        saved = self.export_state()
+        self.instances = tuple(
+            inst
+            for rule in self._specs
+            for inst in _instances(rule, self._portfolios, tuple(accounts))
         )
+        self.import_state(saved)
 
     def export_state(self) -> tuple[RuleInstanceState, ...]:
         """The state of every instance, for checkpoints."""

@@ -30,6 +30,7 @@ from aiohttp import web
 from alerts.dispatcher import Dispatcher
 from monitor import notify
 from monitor.alerting import build_dispatcher
+from monitor.book_config import AccountConfig
 from monitor.checkpoint import (
     capture,
     read_checkpoint,
@@ -39,10 +40,16 @@ from monitor.checkpoint import (
 )
 from monitor.config import Config, load_config
 from monitor.daemon import AlertListener, Daemon
-from monitor.errors import RiskmonError
+from monitor.errors import ConfigError, RiskmonError
 from monitor.http import build_app, read_secret, ssl_context
 from monitor.metrics import RiskCollector, ServiceStats, make_registry
 from monitor.model import AlertEvent
+from monitor.positions_store import (
+    POSITIONS_FILE,
+    clear_positions,
+    load_positions,
+    save_positions,
+)
 from monitor.snapshot import RiskSnapshot
 from monitor.systemd import Notifier
 
@@ -94,7 +101,8 @@ class Service:
         registry, latency = make_registry(collector)
         secret = read_secret(self.config.server)
         runner = web.AppRunner(
-            build_app(lambda: self.daemon, registry, self.config.server, secret), access_log=None
+            build_app(lambda: self.daemon, registry, self.config.server, secret, self),
+            access_log=None,
         )
         await runner.setup()
         try:
@@ -175,7 +183,43 @@ class Service:
         return "reload"
 
     def _new_daemon(self, config: Config, observe: Callable[[float], None]) -> Daemon:
-        return Daemon(config, listeners=self.listeners, on_step=observe, on_alerts=self._notify)
+        daemon = Daemon(config, listeners=self.listeners, on_step=observe, on_alerts=self._notify)
+        path = Path(config.state.dir) / POSITIONS_FILE
+        try:
+            posted = load_positions(path)
+            if posted is not None:
+                daemon.replace_accounts(posted)
+        except ConfigError as exc:
+            aside = path.with_suffix(".rejected.json")
+            path.replace(aside)
+            log.error("posted_positions_rejected", path=str(aside), error=str(exc))
+        return daemon
+
+    @property
+    def positions_path(self) -> Path:
+        """Where accounts posted through the API are kept."""
+        return Path(self.config.state.dir) / POSITIONS_FILE
+
+    def replace(self, accounts: tuple[AccountConfig, ...]) -> None:
+        """``POST /api/v1/positions``: swap the accounts, then keep them for restarts.
+
+        Raises:
+            ConfigError: invalid accounts, or the file could not be written; nothing changes.
+        """
+        assert self.daemon is not None
+        previous = self.daemon.engine.accounts
+        self.daemon.replace_accounts(accounts)
+        try:
+            save_positions(self.positions_path, accounts)
+        except OSError as exc:
+            self.daemon.replace_accounts(previous)
+            raise ConfigError(f"{self.positions_path}: cannot write it ({exc})") from None
+
+    def reset(self) -> None:
+        """``DELETE /api/v1/positions``: back to the config's accounts."""
+        assert self.daemon is not None
+        self.daemon.replace_accounts(self.config.accounts)
+        clear_positions(self.positions_path)
 
     def _notify(self, events: list[AlertEvent], snap: RiskSnapshot) -> None:
         """Hand a snapshot's alert events to the durable dispatcher (quick, no I/O wait)."""

@@ -96,6 +96,97 @@ class PortfolioRisk:
 
 
 @dataclass(frozen=True, slots=True)
+class LiquidationDistance:
+    """The smallest moves of one symbol alone that liquidate an account.
+
+    Attributes:
+        symbol: the engine symbol moved, every other price held.
+        down, up: liquidating fractional moves (-0.2 = -20%), None when none within range.
+        down_sigma, up_sigma: the same moves as ``|ln(1 + move)|`` over the symbol's horizon
+            sigma; None before the covariance is ready or when there is no such move.
+    """
+
+    symbol: str
+    down: float | None = None
+    up: float | None = None
+    down_sigma: float | None = None
+    up_sigma: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioResult:
+    """One stress scenario of one account.
+
+    Attributes:
+        name: ``grid`` (the worst of the standard grid), ``extended``,
+            ``diversification_failure`` or a configured historical shock.
+        pnl: change of the account's equity, USD (negative = loss).
+        margin_ratio: the projected margin ratio (None for cash accounts).
+    """
+
+    name: str
+    pnl: float
+    margin_ratio: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """An account's Greeks on one symbol (USD value; collateral in the coin included).
+
+    Attributes:
+        symbol: engine symbol.
+        delta: units of the symbol; ``delta_usd`` = delta x price.
+        gamma: per USD; vega: USD per volatility point (0.01); theta: USD per day.
+        stress_loss: the worst loss of the standard grid and extended moves when only this
+            symbol moves, USD (>= 0).
+    """
+
+    symbol: str
+    delta: float
+    delta_usd: float
+    gamma: float
+    vega: float
+    theta: float
+    stress_loss: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRisk:
+    """Margin, liquidation distance, stress and VaR of one account; None where not known.
+
+    Attributes:
+        name, margin_model: as configured.
+        equity: collateral at full value plus positions, USD.
+        margin_balance: collateral after haircuts plus positions, USD.
+        maintenance: maintenance margin, USD (None for cash accounts).
+        margin_ratio: maintenance / margin balance; the venue liquidates at 1.
+        liquidation: per symbol moved alone.
+        liquidation_distance_sigma: the nearest liquidation in sigmas of the current covariance:
+            the smaller of the move along the covariance's worst direction for the book's
+            deltas and the nearest single-symbol move (see :mod:`monitor.account`).
+        exposures: Greeks per symbol.
+        stress_loss: the worst loss over every scenario, USD (>= 0).
+        scenarios: results per scenario.
+        tails: delta-equivalent VaR and CVaR (options by their deltas), per confidence.
+        delta_gamma: delta-gamma Cornish-Fisher VaR and CVaR, per confidence.
+    """
+
+    name: str
+    margin_model: str
+    equity: float | None = None
+    margin_balance: float | None = None
+    maintenance: float | None = None
+    margin_ratio: float | None = None
+    liquidation: tuple[LiquidationDistance, ...] = ()
+    liquidation_distance_sigma: float | None = None
+    exposures: tuple[Exposure, ...] = ()
+    stress_loss: float | None = None
+    scenarios: tuple[ScenarioResult, ...] = ()
+    tails: tuple[TailRisk, ...] = ()
+    delta_gamma: tuple[TailRisk, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RiskSnapshot:
     """Everything the engine knows at event time ``ts``; arrays are read-only.
 
@@ -112,6 +203,7 @@ class RiskSnapshot:
         market: universe-wide figures.
         portfolios: one entry per configured portfolio.
         ticks: ticks accepted so far.
+        accounts: one entry per account.
     """
 
     ts: float
@@ -128,6 +220,7 @@ class RiskSnapshot:
     market: MarketRisk
     portfolios: tuple[PortfolioRisk, ...]
     ticks: int
+    accounts: tuple[AccountRisk, ...] = ()
 
     def index(self, symbol: str) -> int:
         """Position of ``symbol`` in the arrays."""
@@ -137,6 +230,10 @@ class RiskSnapshot:
         """The portfolio called ``name``."""
         return next((p for p in self.portfolios if p.name == name), None)
 
+    def account(self, name: str) -> AccountRisk | None:
+        """The account called ``name``."""
+        return next((a for a in self.accounts if a.name == name), None)
+
 
 _MARKET = frozenset(MarketRisk.__slots__)
 _SYMBOL = {"price": "price", "volatility": "volatility", "volatility_slow": "volatility_slow"}
@@ -145,6 +242,7 @@ _PORTFOLIO = frozenset(
     {"portfolio_value", "portfolio_volatility", "diversification_ratio", "diversification_benefit"}
 )
 _TAIL_PREFIXES = ("stressed_var_", "cvar_", "var_")
+_ACCOUNT = frozenset({"margin_ratio", "liquidation_distance_sigma", "stress_loss"})
 
 
 def metric_value(
@@ -163,6 +261,9 @@ def metric_value(
     if metric in _PAIR:
         matrix: FloatArray = getattr(snap, _PAIR[metric])
         return optional(float(matrix[snap.index(labels["a"]), snap.index(labels["b"])]))
+    if metric in _ACCOUNT:
+        account = snap.account(labels.get("account", ""))
+        return None if account is None else getattr(account, metric)
     if portfolio is not None:
         return _portfolio_metric(snap.portfolio(portfolio), metric)
     return None
@@ -184,6 +285,11 @@ def _portfolio_metric(risk: PortfolioRisk | None, metric: str) -> float | None:
             figure: float | None = getattr(tail, prefix.rstrip("_"))
             return figure
     return None
+
+
+def is_account_metric(metric: str) -> bool:
+    """Whether ``metric`` is evaluated per account."""
+    return metric in _ACCOUNT
 
 
 def is_portfolio_metric(metric: str) -> bool:

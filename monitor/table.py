@@ -108,3 +108,53 @@ class SnapshotTable:
         schema["portfolio"] = pl.String()
         frame = pl.DataFrame(self._columns, schema=schema)
         return frame.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+
+
+ACCOUNT_COLUMNS = (
+    "equity",
+    "margin_balance",
+    "maintenance",
+    "margin_ratio",
+    "liquidation_distance_sigma",
+    "stress_loss",
+)
+
+
+class AccountTable:
+    """Rows of ``accounts.parquet``: one per account per snapshot.
+
+    Columns: ``ts``, ``account``, :data:`ACCOUNT_COLUMNS`, then ``var_D`` (delta-equivalent)
+    and ``dg_var_D`` (delta-gamma) per confidence, and ``liq_down:<S>`` / ``liq_up:<S>``, the
+    liquidating move of each symbol alone. Figures that are not ready are null.
+    """
+
+    def __init__(self, confidences: Sequence[float]) -> None:
+        self._tails = [(c, confidence_digits(c)) for c in confidences]
+        self._rows: list[dict[str, object]] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, snap: RiskSnapshot) -> None:
+        """Append one row per account."""
+        for account in snap.accounts:
+            row: dict[str, object] = {"ts": round(snap.ts * 1e6), "account": account.name}
+            row.update({name: getattr(account, name) for name in ACCOUNT_COLUMNS})
+            for (_, digits), tail, dg in itertools.zip_longest(
+                self._tails, account.tails, account.delta_gamma
+            ):
+                row[f"var_{digits}"] = None if tail is None else tail.var
+                row[f"dg_var_{digits}"] = None if dg is None else dg.var
+            for liq in account.liquidation:
+                row[f"liq_down:{liq.symbol}"] = liq.down
+                row[f"liq_up:{liq.symbol}"] = liq.up
+            self._rows.append(row)
+
+    def to_frame(self) -> pl.DataFrame:
+        """The rows as a polars DataFrame; columns a row lacks are null."""
+        names = dict.fromkeys(k for row in self._rows for k in row)
+        schema: dict[str, pl.DataType] = {name: pl.Float64() for name in names}
+        schema.update({"ts": pl.Int64(), "account": pl.String()})
+        columns = {name: [row.get(name) for row in self._rows] for name in names}
+        frame = pl.DataFrame(columns, schema=schema)
+        return frame.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
