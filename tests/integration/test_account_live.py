@@ -1,0 +1,102 @@
+"""An options account on live feeds: the Deribit ticker's mark IV reprices the book.
+
+The simulator serves one BTC call with ``mark_iv`` = the regime's volatility (50% while calm)
+and ``underlying_price == index_price`` (basis 1). The account's fallback IV is 300%, so a
+valuation that ignored the feed would be far off the one checked here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from feeds.simulator import ExchangeSimulator
+from monitor.config import load_config
+from monitor.daemon import Daemon
+from monitor.live import with_urls
+from monitor.options import black76, parse_instrument, year_fraction
+from tests.integration.test_live_feeds import TIMEOUT_S, eventually
+
+CONFIG = """
+[universe]
+symbols = ["BTCUSDT", "ETHUSDT"]
+
+[estimator]
+halflife = "10m"
+slow_halflife = "6h"
+min_observations = 20
+
+[[accounts]]
+name = "options"
+margin = "deribit-pm"
+settlement = "BTC"
+settlement_symbol = "BTCUSDT"
+collateral = [ { asset = "BTC", amount = 2.0, price_symbol = "BTCUSDT" } ]
+
+[[accounts.positions]]
+instrument = "OPTION"
+kind = "option"
+underlying = "BTCUSDT"
+contracts = -2
+iv = 3.0
+
+[[feeds]]
+venue = "binance"
+symbols = ["BTCUSDT", "ETHUSDT"]
+stale_after = "5s"
+
+[[feeds]]
+venue = "deribit"
+symbols = ["OPTION"]
+price = "mark"
+stale_after = "5s"
+
+[live]
+snapshot_interval = "10s"
+idle_snapshot = "1s"
+"""
+
+
+async def test_the_feed_mark_iv_prices_the_options(tmp_path: Path) -> None:
+    async with ExchangeSimulator(speed=60.0, seed=3) as sim:
+        option = sim.deribit_option
+        assert option is not None
+        path = tmp_path / "options.toml"
+        path.write_text(textwrap.dedent(CONFIG).replace("OPTION", option))
+        urls = {"binance": sim.binance_url, "deribit": sim.deribit_url}
+        daemon = Daemon(with_urls(load_config(path, environ={}), urls))
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        try:
+            await eventually(lambda: option in daemon.router.options, "an option ticker")
+            first = daemon.router.options[option].ts
+
+            def priced() -> bool:
+                snap = daemon.latest
+                return snap is not None and snap.ts >= first
+
+            await eventually(priced, "a snapshot after the first option ticker")
+        finally:
+            stop.set()
+            async with asyncio.timeout(TIMEOUT_S):
+                await task
+    snap = daemon.latest
+    assert snap is not None
+    mark = daemon.engine.marks()[option]
+    assert mark.iv == pytest.approx(0.50)
+    assert mark.basis == pytest.approx(1.0)
+    account = snap.account("options")
+    assert account is not None
+    assert account.equity is not None
+    terms = parse_instrument(option)
+    spot = float(snap.price[snap.index("BTCUSDT")])
+    value = black76(spot, terms.strike, year_fraction(snap.ts, terms.expiry_ts), 0.5, True).price
+    assert account.equity == pytest.approx(2.0 * spot - 2.0 * value, rel=1e-9)
+    fallback = black76(spot, terms.strike, year_fraction(snap.ts, terms.expiry_ts), 3.0, True)
+    assert not math.isclose(account.equity, 2.0 * spot - 2.0 * fallback.price, rel_tol=1e-3)
+    assert account.margin_ratio is not None
+    assert account.margin_ratio > 0.0
