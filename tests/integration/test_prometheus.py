@@ -38,6 +38,8 @@ HTTP_TIMEOUT_S = 5.0
 GRAFANA_VARIABLES = {
     "${portfolio}": "main",
     "$portfolio": "main",
+    "${account}": "demo-perps",
+    "$account": "demo-perps",
     "${confidence}": "0.99",
     "$confidence": "0.99",
     "$__rate_interval": "1m",
@@ -254,6 +256,11 @@ def riskmon_demo(port: int, tmp: Path, duration_s: float = 90.0) -> Iterator[Pat
             _stop(process)
 
 
+def _eth(base_url: str) -> float:
+    (eth,) = _values(base_url, 'riskmon_price{symbol="ETHUSDT"}')
+    return eth
+
+
 def _values(base_url: str, expr: str) -> list[float]:
     answer = query(base_url, expr)
     assert answer["status"] == "success", answer
@@ -299,6 +306,12 @@ def test_prometheus_scrapes_a_daemon_on_the_simulator(
             60.0,
             "portfolio VaR scraped",
         )
+        (ratio,) = _values(base_url, 'riskmon_account_margin_ratio{account="demo-perps"}')
+        assert 0.0 < ratio < 1.0  # 3 BTC on 45,000 USDT: a few percent while calm
+        (equity,) = _values(base_url, 'riskmon_account_equity{account="demo-perps"}')
+        assert equity == pytest.approx(
+            45_000 + 3 * (btc - 95_000) - 10 * (_eth(base_url) - 3_300), rel=0.05
+        )
         empty = [
             name
             for name, expr in dashboard_exprs().items()
@@ -307,6 +320,9 @@ def test_prometheus_scrapes_a_daemon_on_the_simulator(
         core = [
             n
             for n in empty
-            if any(key in n.lower() for key in ("average correlation", "var", "staleness", "price"))
+            if any(
+                key in n.lower()
+                for key in ("average correlation", "var", "staleness", "price", "margin ratio")
+            )
         ]
         assert core == [], empty
