@@ -6,32 +6,32 @@ against the per-message CPU of the whole daemon:
 
 - JSON decode: ``msgspec.json.decode`` of each message (the bare loop does this too);
 - Binance parser: ``BINANCE.new_parser().parse`` (decode included) -> ``Quote`` events;
-- ``asyncio.timeout``: entering and leaving the timeout that ``Connection._pump`` wraps
-  around every ``recv()``;
-- router: ``Router.on_events`` -> ``Tick`` -> ``TickBuffer.push``;
-- engine step: what the daemon's engine loop does with a drained batch (sort, build the
-  columns, ``SnapshotClock.feed``), per tick, at two batch sizes.
+- session loop: ``Connection.run`` over an in-memory socket with a parser that returns no
+  events and a sink that does nothing, i.e. the session's own work per frame (receive
+  rounds, liveness bookkeeping, counters) plus one ``await`` of the in-memory ``recv()``;
+- router: ``Router.on_events`` -> ``TickBuffer.append``;
+- engine step: what the daemon's engine loop does with drained ticks (time order, arrays,
+  ``SnapshotClock.feed``), per tick, at two batch sizes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
-import numpy as np
 
-from benchmarks.common import Batch
-from feeds.events import FeedEvent
-from feeds.router import Router, TickBuffer
+from feeds.events import FeedEvent, PriceKind
+from feeds.router import Router, TickBuffer, TickColumns
+from feeds.session import Connection
 from feeds.venues.binance import BINANCE
 from monitor.config import Config
-from monitor.daemon import Daemon
+from monitor.daemon import Daemon, _Batch
 from monitor.engine import EngineState
-from monitor.model import Tick
 
 
 def _cpu_us(action: Callable[[], object], count: int) -> float:
@@ -40,22 +40,53 @@ def _cpu_us(action: Callable[[], object], count: int) -> float:
     return (time.process_time() - start) / count * 1e6
 
 
-async def _timeouts(count: int) -> None:
-    for _ in range(count):
-        async with asyncio.timeout(1.0):  # noqa: ASYNC100 - the context's own cost is measured
-            pass
+class _MemorySocket:
+    """Hands out the frames, then waits forever (the session then sits in ``recv()``)."""
+
+    def __init__(self, frames: Sequence[str], done: asyncio.Event) -> None:
+        self._frames: Iterator[str] = iter(frames)
+        self._done = done
+
+    async def recv(self) -> str:
+        for frame in self._frames:
+            return frame
+        self._done.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: str) -> None:
+        del message
+
+    async def close(self) -> None:
+        pass
 
 
-def _engine_steps(daemon: Daemon, ticks: list[Tick], size: int) -> None:
-    for start in range(0, len(ticks), size):
-        part = sorted(ticks[start : start + size], key=lambda t: t.ts)
-        daemon.clock.feed(
-            Batch(
-                np.array([t.ts for t in part]),
-                [t.symbol for t in part],
-                np.array([t.price for t in part]),
-            )
-        )
+class _NullParser:
+    def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
+        del raw, recv_ts
+        return []
+
+
+async def _session(messages: Sequence[str]) -> None:
+    done = asyncio.Event()
+
+    async def connector(url: str) -> _MemorySocket:
+        del url
+        return _MemorySocket(messages, done)
+
+    spec = dataclasses.replace(BINANCE, new_parser=_NullParser)
+    plan = BINANCE.plan("ws://memory", ["S000USDT"], PriceKind.TRADE)[0]
+    conn = Connection(spec, plan, PriceKind.TRADE, lambda v, e, m: None, connector=connector)
+    task = asyncio.create_task(conn.run())
+    await done.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _engine_steps(daemon: Daemon, ticks: TickColumns, size: int) -> None:
+    for a in range(0, len(ticks), size):
+        b = a + size
+        daemon.clock.feed(_Batch.in_time_order(ticks.ts[a:b], ticks.symbol[a:b], ticks.price[a:b]))
 
 
 def stage_costs(
@@ -81,11 +112,11 @@ def _one_pass(
     out["Binance parser, decode included"] = _cpu_us(
         lambda: events.extend(parser.parse(m, 0.0) for m in messages), count
     )
-    out["asyncio.timeout around recv()"] = _cpu_us(lambda: asyncio.run(_timeouts(count)), count)
+    out["session loop (in-memory socket)"] = _cpu_us(lambda: asyncio.run(_session(messages)), count)
     buffer = TickBuffer(count)
     router = Router(config.feeds, buffer, time.monotonic())
     out["router + tick buffer"] = _cpu_us(lambda: _route(router, events), count)
-    ticks, _ = buffer.drain()
+    ticks, _ = buffer.drain_columns()
     for size in batch_sizes:
         daemon = Daemon(config)
         daemon.engine.import_state(state)

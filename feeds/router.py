@@ -27,7 +27,11 @@ SourceKey = tuple[int, str]
 
 @dataclass(slots=True)
 class Source:
-    """One instrument of one feed entry."""
+    """One instrument of one feed entry.
+
+    ``primary``: ranked first for its engine symbol, so it prices the symbol whenever it is
+    fresh. ``routed``: ticks it delivered to the engine.
+    """
 
     feed: int
     venue: str
@@ -37,6 +41,20 @@ class Source:
     stale_after_s: float
     last_seen: float
     stale: bool = False
+    primary: bool = False
+    routed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TickColumns:
+    """Ticks as three columns, in arrival order."""
+
+    ts: list[float]
+    symbol: list[str]
+    price: list[float]
+
+    def __len__(self) -> int:
+        return len(self.ts)
 
 
 class TickBuffer:
@@ -45,32 +63,56 @@ class TickBuffer:
     Overflow policy: when full, the oldest ticks are dropped and counted. Dropping a tick only
     coarsens the sampling of its symbol (the estimator works on price levels), so no return is
     lost or biased; memory stays bounded when the engine falls behind.
+
+    Ticks are kept as three columns, so that the live path creates no object per tick beyond
+    the venue's quote, and the engine gets arrays without a pass over tick objects.
     """
 
     def __init__(self, max_ticks: int) -> None:
-        self._ticks: deque[Tick] = deque(maxlen=max_ticks)
+        self._ts: deque[float] = deque(maxlen=max_ticks)
+        self._symbol: deque[str] = deque(maxlen=max_ticks)
+        self._price: deque[float] = deque(maxlen=max_ticks)
         self.dropped = 0
         self.pushed = 0
         self.oldest_mono: float | None = None
 
-    def push(self, tick: Tick, mono: float | None = None) -> None:
+    def append(self, ts: float, symbol: str, price: float, mono: float | None = None) -> None:
         """Append a tick received at monotonic time ``mono``, dropping the oldest when full."""
-        if len(self._ticks) == self._ticks.maxlen:
+        if len(self._ts) == self._ts.maxlen:
             self.dropped += 1
-        elif not self._ticks:
+        elif not self._ts:
             self.oldest_mono = mono
-        self._ticks.append(tick)
+        self._ts.append(ts)
+        self._symbol.append(symbol)
+        self._price.append(price)
         self.pushed += 1
+
+    def push(self, tick: Tick, mono: float | None = None) -> None:
+        """:meth:`append` for a :class:`Tick`."""
+        self.append(tick.ts, tick.symbol, tick.price, mono)
+
+    def drain_columns(self) -> tuple[TickColumns, float | None]:
+        """Everything buffered as columns, oldest first, and when the oldest was received."""
+        columns = TickColumns(list(self._ts), list(self._symbol), list(self._price))
+        oldest = self.oldest_mono
+        self._clear()
+        return columns, oldest
 
     def drain(self) -> tuple[list[Tick], float | None]:
         """Everything buffered, oldest first, and when the oldest was received; then empty."""
-        ticks, oldest = list(self._ticks), self.oldest_mono
-        self._ticks.clear()
-        self.oldest_mono = None
+        ticks = [Tick(*row) for row in zip(self._ts, self._symbol, self._price, strict=True)]
+        oldest = self.oldest_mono
+        self._clear()
         return ticks, oldest
 
+    def _clear(self) -> None:
+        self._ts.clear()
+        self._symbol.clear()
+        self._price.clear()
+        self.oldest_mono = None
+
     def __len__(self) -> int:
-        return len(self._ticks)
+        return len(self._ts)
 
 
 _KINDS = {"trade": PriceKind.TRADE, "mid": PriceKind.MID, "mark": PriceKind.MARK}
@@ -92,7 +134,6 @@ class Router:
     sources: dict[tuple[str, str], list[Source]] = field(init=False)
     by_symbol: dict[str, list[Source]] = field(init=False)
     standby: Counter[str] = field(default_factory=Counter, init=False)
-    routed: Counter[tuple[str, str]] = field(default_factory=Counter, init=False)
     statuses: Counter[tuple[str, str]] = field(default_factory=Counter, init=False)
     options: dict[str, OptionQuote] = field(default_factory=dict, init=False)
 
@@ -111,6 +152,18 @@ class Router:
                 )
                 self.sources.setdefault((feed.venue, native), []).append(src)
                 self.by_symbol.setdefault(src.symbol, []).append(src)
+        for ranked in self.by_symbol.values():
+            ranked[0].primary = True
+
+    @property
+    def routed(self) -> Counter[tuple[str, str]]:
+        """Ticks routed to the engine by (venue, engine symbol)."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for group in self.sources.values():
+            for src in group:
+                if src.routed:
+                    counts[(src.venue, src.symbol)] += src.routed
+        return counts
 
     def on_events(self, venue: str, events: list[FeedEvent], mono: float) -> None:
         """Route one frame's events; quotes of the configured kind become ticks."""
@@ -128,9 +181,10 @@ class Router:
                 continue
             src.last_seen = mono
             src.stale = False
-            if self.active(src.symbol, mono) is src:
-                self.buffer.push(Tick(quote.ts, src.symbol, quote.price), mono)
-                self.routed[(src.venue, src.symbol)] += 1
+            # the first-ranked source, just seen, is fresh and so active: no ranking to walk
+            if src.primary or self.active(src.symbol, mono) is src:
+                self.buffer.append(quote.ts, src.symbol, quote.price, mono)
+                src.routed += 1
             else:
                 self.standby[src.symbol] += 1
 

@@ -81,6 +81,10 @@ class _RestartError(Exception):
     """The connection must be replaced (maintenance notice, dead connection)."""
 
 
+_ACTIONABLE = (Reply, Status)
+"""Events the session acts on itself (send a reply, count a gap, restart); quotes only flow."""
+
+
 @dataclass(slots=True)
 class Connection:
     """One connection plan of one venue, kept alive until cancelled.
@@ -105,6 +109,7 @@ class Connection:
     stats: FeedStats = field(init=False)
     _resubscribe: set[str] = field(default_factory=set, init=False)
     _got_frame: bool = field(default=False, init=False)
+    _last_frame: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self.stats = FeedStats(self.spec.name, self.plan.url)
@@ -172,9 +177,17 @@ class Connection:
             await sock.send(frame)
 
     async def _pump(self, sock: Socket, parser: Parser, opened: float) -> None:
-        """Receive until the socket fails or must be replaced (always ends with an exception)."""
+        """Receive until the socket fails or must be replaced (always ends with an exception).
+
+        Liveness costs one deadline per check interval (a second at most), not one per frame:
+        frames are received in rounds, each under a single ``asyncio.timeout`` that expires at
+        the round's end, and a round also ends by itself when a frame arrives after that time.
+        An expired round checks the silence (dead connection, idle ping); between rounds, with
+        no receive pending, the connection pings when busy, rotates and resubscribes.
+        """
         loop = asyncio.get_running_loop()
-        last_frame = last_ping = loop.time()
+        check_s = min(self.spec.idle_ping_s, 1.0)
+        self._last_frame = last_ping = loop.time()
         try:
             while True:
                 ping = self.spec.idle_ping if self.spec.ping_when_busy else None
@@ -185,26 +198,55 @@ class Connection:
                     sock, parser, opened = await self._replace(sock)
                 await self._flush_resubscribe(sock)
                 try:
-                    async with asyncio.timeout(min(self.spec.idle_ping_s, 1.0)):
-                        raw = await sock.recv()
+                    async with asyncio.timeout(check_s):
+                        pending = await self._receive(sock, parser, loop.time() + check_s)
                 except TimeoutError:
-                    idle = loop.time() - last_frame
-                    if idle > self.dead_after_s:
-                        raise _RestartError(f"no frame for {idle:.0f} s") from None
-                    if self.spec.idle_ping and idle >= self.spec.idle_ping_s:
-                        await sock.send(self.spec.idle_ping)
-                        last_frame = loop.time()  # one ping per idle interval
+                    await self._idle(sock, loop.time())
                     continue
-                self._got_frame = True
-                last_frame = loop.time()
-                await self._handle(sock, parser, raw, last_frame)
+                if pending is not None:
+                    await self._act(sock, *pending)
         finally:
             await sock.close()
 
-    async def _handle(self, sock: Socket, parser: Parser, raw: str | bytes, mono: float) -> None:
+    async def _receive(
+        self, sock: Socket, parser: Parser, due: float
+    ) -> tuple[list[FeedEvent], float] | None:
+        """Receive frames and hand their events to the sink until a frame arrives at ``due``.
+
+        The hot path: nothing here awaits but ``recv()``, so the round's deadline can only
+        interrupt a receive (which websockets makes safe to cancel). A frame whose events ask
+        for I/O or a restart (a reply, a status) ends the round and is returned, with its
+        monotonic receive time, for :meth:`_act` to handle outside the deadline.
+        """
+        clock = asyncio.get_running_loop().time
+        sink, venue = self.sink, self.spec.name
+        while True:
+            raw = await sock.recv()
+            mono = self._last_frame = clock()
+            self._got_frame = True
+            events = self._parse(parser, raw)
+            if events is not None:
+                for event in events:
+                    if isinstance(event, _ACTIONABLE):
+                        return events, mono
+                sink(venue, events, mono)
+            if mono >= due:
+                return None
+
+    async def _idle(self, sock: Socket, now: float) -> None:
+        """No frame ended the round: restart a dead connection, or ping an idle one."""
+        idle = now - self._last_frame
+        if idle > self.dead_after_s:
+            raise _RestartError(f"no frame for {idle:.0f} s")
+        if self.spec.idle_ping and idle >= self.spec.idle_ping_s:
+            await sock.send(self.spec.idle_ping)
+            self._last_frame = asyncio.get_running_loop().time()  # one ping per idle interval
+
+    def _parse(self, parser: Parser, raw: str | bytes) -> list[FeedEvent] | None:
+        """The frame's events, or None for a frame that does not parse (counted, logged)."""
         self.stats.messages += 1
         try:
-            events = parser.parse(raw, time.time())
+            return parser.parse(raw, time.time())
         except FeedParseError as exc:
             self.stats.parse_errors += 1
             if self.stats.parse_errors <= 10 or self.stats.parse_errors % 1000 == 0:
@@ -214,7 +256,15 @@ class Connection:
                     error=str(exc),
                     total=self.stats.parse_errors,
                 )
-            return
+            return None
+
+    async def _handle(self, sock: Socket, parser: Parser, raw: str | bytes, mono: float) -> None:
+        events = self._parse(parser, raw)
+        if events is not None:
+            await self._act(sock, events, mono)
+
+    async def _act(self, sock: Socket, events: list[FeedEvent], mono: float) -> None:
+        """Send the replies a frame asks for, note its statuses, route it; restart if told."""
         restart = None
         for event in events:
             if isinstance(event, Reply):

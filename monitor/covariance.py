@@ -92,14 +92,21 @@ def _rebase(
             clock[1 + h] = t
 
 
+def _weights(t: float, clock: FloatArray, hl: FloatArray, w: FloatArray) -> None:
+    """Each horizon's weight ``2 ** ((t - anchor) / H)`` of a term finalised at ``t``.
+
+    The same for every entry a tick touches, so it is computed once per tick, not per pair.
+    """
+    for h in range(hl.shape[0]):
+        w[h] = 2.0 ** ((t - clock[1 + h]) / hl[h])
+
+
 def _add_term(
     i: int,
     j: int,
     term: float,
     dt: float,
-    t: float,
-    clock: FloatArray,
-    hl: FloatArray,
+    w: FloatArray,
     g: FloatArray,
     s: FloatArray,
     off: FloatArray,
@@ -107,16 +114,15 @@ def _add_term(
 ) -> None:
     """Add one finalised term to entry (i, j) of every horizon, starting a fresh entry's clock.
 
-    A fresh entry's elapsed time starts with ``dt``, the time from the start of its first
-    interval to ``t``.
+    ``w`` holds this tick's weights (:func:`_weights`). A fresh entry's elapsed time starts
+    with ``dt``, the time from the start of its first interval to the tick.
     """
     if cnt[i, j] == 0 and not dt > 0.0:
         return  # a zero-length first interval carries no rate: wait for the next term
-    for h in range(hl.shape[0]):
-        w = 2.0 ** ((t - clock[1 + h]) / hl[h])
+    for h in range(w.shape[0]):
         if cnt[i, j] == 0:
-            off[h, i, j] = w * dt - g[h]
-        s[h, i, j] += term * w
+            off[h, i, j] = w[h] * dt - g[h]
+        s[h, i, j] += term * w[h]
     cnt[i, j] += 1
 
 
@@ -134,6 +140,7 @@ def _tick_kernel(
     s: FloatArray,
     off: FloatArray,
     cnt: IntArray,
+    w: FloatArray,
 ) -> None:
     """Apply one tick of symbol ``k`` at time ``t`` with log price ``y`` to the state.
 
@@ -143,17 +150,22 @@ def _tick_kernel(
     n = logp.shape[0]
     _advance_clock(t, clock, hl, g)
     _rebase(t, clock, hl, g, s, off)
+    _weights(t, clock, hl, w)
     y_old = logp[k]
     a = last_t[k]
-    if not math.isnan(y_old):
+    if math.isnan(y_old):
+        for j in range(k + 1, n):
+            ys[k, j] = logp[j]
+    else:
         dx = y - y_old
-        _add_term(k, k, dx * dx, t - a, t, clock, hl, g, s, off, cnt)
+        _add_term(k, k, dx * dx, t - a, w, g, s, off, cnt)
         for j in range(k + 1, n):
             y_start = ys[k, j]
+            ys[k, j] = logp[j]  # k's next interval starts at j's current price (one pass)
             if math.isnan(y_start):
                 continue  # j had no price when this interval of k began
             if last_t[j] >= t:  # j already ticked at t: the interval closes now
-                _add_term(k, j, dx * (logp[j] - y_start), t - a, t, clock, hl, g, s, off, cnt)
+                _add_term(k, j, dx * (logp[j] - y_start), t - a, w, g, s, off, cnt)
             else:
                 if math.isnan(pend[2, k, j]):
                     pend[2, k, j] = a
@@ -162,14 +174,12 @@ def _tick_kernel(
     for i in range(k):
         if not math.isnan(pend[2, i, k]):
             term = pend[0, i, k] * y - pend[1, i, k]
-            _add_term(i, k, term, t - pend[2, i, k], t, clock, hl, g, s, off, cnt)
+            _add_term(i, k, term, t - pend[2, i, k], w, g, s, off, cnt)
             pend[0, i, k] = 0.0
             pend[1, i, k] = 0.0
             pend[2, i, k] = math.nan
         if last_t[i] == t:
             ys[i, k] = y  # i ticked at this same instant: its interval starts with k's new price
-    for j in range(k + 1, n):
-        ys[k, j] = logp[j]
     logp[k] = y
     last_t[k] = t
 
@@ -188,10 +198,11 @@ def _batch_kernel(
     s: FloatArray,
     off: FloatArray,
     cnt: IntArray,
+    w: FloatArray,
 ) -> None:
     """Apply a batch of validated ticks (symbol index, time, log price) in order."""
     for m in range(idx.shape[0]):
-        _tick_kernel(idx[m], ts[m], ys_in[m], logp, last_t, ys, pend, clock, hl, g, s, off, cnt)
+        _tick_kernel(idx[m], ts[m], ys_in[m], logp, last_t, ys, pend, clock, hl, g, s, off, cnt, w)
 
 
 def _compile() -> tuple[Callable[..., None], Callable[..., None]]:
@@ -201,7 +212,7 @@ def _compile() -> tuple[Callable[..., None], Callable[..., None]]:
     except ImportError:  # pragma: no cover - numba is a declared dependency
         return _tick_kernel, _batch_kernel
     jit = cast(Callable[..., Any], numba.njit(cache=True, nogil=True))
-    helpers = {f: jit(f) for f in (_advance_clock, _rebase, _add_term)}
+    helpers = {f: jit(f) for f in (_advance_clock, _rebase, _weights, _add_term)}
     globals_ = dict(globals())
     globals_.update({f.__name__: c for f, c in helpers.items()})
     tick = jit(_rebind(_tick_kernel, globals_))
@@ -270,6 +281,7 @@ class EventTimeCovariance:
         self._s = np.zeros((nh, n, n))
         self._off = np.zeros((nh, n, n))
         self._cnt = np.zeros((n, n), dtype=np.int64)
+        self._w = np.zeros(nh)  # scratch of the kernels: the current tick's weights
         self._upper = np.triu(np.ones((n, n), dtype=np.bool_))
         if compiled:
             self._tick, self._batch = _fast_kernels()
@@ -292,6 +304,7 @@ class EventTimeCovariance:
             self._s,
             self._off,
             self._cnt,
+            self._w,
         )
 
     def update_many(self, idx: IntArray, ts: FloatArray, log_prices: FloatArray) -> None:
@@ -310,6 +323,7 @@ class EventTimeCovariance:
             self._s,
             self._off,
             self._cnt,
+            self._w,
         )
 
     def view(self, horizon: int) -> CovarianceView:

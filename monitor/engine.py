@@ -214,41 +214,72 @@ class Engine:
         Skipped (and counted by reason): unknown symbols, non-finite time or price,
         non-positive prices, and ticks older than the latest accepted one by more than
         ``max_out_of_order``. Ticks late within the tolerance are applied at the latest time.
+
+        A batch that is all valid and in time order (what the daemon and the replay send)
+        skips the masks: per batch this is a handful of NumPy calls, which the live path pays
+        for every small batch.
         """
         idx = self._indices(symbols)
         ts = np.asarray(ts, dtype=np.float64)
         prices = np.asarray(prices, dtype=np.float64)
+        valid = self._count_invalid(idx, ts, prices)
+        if valid is None and ts[0] >= self._last_ts and bool((ts[1:] >= ts[:-1]).all()):
+            self.skipped["out_of_order"] += 0
+            eff_ts, acc_idx, acc_prices = ts.copy(), idx, prices
+        else:
+            if valid is None:  # all valid, but not in time order
+                valid = np.ones(len(ts), dtype=np.bool_)
+            running = np.maximum.accumulate(
+                np.concatenate(([self._last_ts], np.where(valid, ts, -np.inf)))
+            )
+            late = valid & (ts < running[:-1] - self._tolerance_s)
+            self.skipped["out_of_order"] += int(late.sum())
+            accepted = valid & ~late
+            if not accepted.any():
+                return 0
+            eff_ts, acc_idx, acc_prices = running[1:][accepted], idx[accepted], prices[accepted]
+        self._cov.update_many(acc_idx, eff_ts, np.log(acc_prices))
+        # the last price of each symbol: ufunc.at applies repeated indices in order, which a
+        # fancy-index assignment does not promise
+        last = np.full(len(self._price), -1)
+        np.maximum.at(last, acc_idx, np.arange(len(acc_idx)))
+        seen = np.flatnonzero(last >= 0)
+        self._price[seen] = acc_prices[last[seen]]
+        self._last_ts = float(eff_ts[-1])
+        self.ticks += len(acc_idx)
+        self._dirty = True
+        return len(acc_idx)
+
+    def _indices(self, symbols: Sequence[str] | npt.NDArray[np.str_]) -> IntArray:
+        """Symbol indices, -1 for unknown symbols.
+
+        ``map`` over the dict's own lookup runs in C; only a batch with an unknown symbol
+        takes the slower path that maps it to -1.
+        """
+        try:
+            return np.fromiter(
+                map(self._index.__getitem__, symbols), dtype=np.int64, count=len(symbols)
+            )
+        except KeyError:
+            get = self._index.get
+            return np.fromiter((get(s, -1) for s in symbols), dtype=np.int64, count=len(symbols))
+
+    def _count_invalid(self, idx: IntArray, ts: FloatArray, prices: FloatArray) -> BoolArray | None:
+        """Count the ticks skipped as invalid by reason; their mask, or None when all are valid.
+
+        Every reason is counted (possibly zero) on every call, so that the counters name all
+        of them from the first batch on.
+        """
         known = idx >= 0
         finite = np.isfinite(ts) & np.isfinite(prices)
         valid = known & finite & (prices > 0)
-        self._count_invalid(known, finite, prices)
-        running = np.maximum.accumulate(
-            np.concatenate(([self._last_ts], np.where(valid, ts, -np.inf)))
+        all_valid = len(valid) > 0 and bool(valid.all())
+        self.skipped["unknown_symbol"] += 0 if all_valid else int((~known).sum())
+        self.skipped["non_finite"] += 0 if all_valid else int((known & ~finite).sum())
+        self.skipped["non_positive_price"] += (
+            0 if all_valid else int((known & finite & (prices <= 0)).sum())
         )
-        late = valid & (ts < running[:-1] - self._tolerance_s)
-        self.skipped["out_of_order"] += int(late.sum())
-        accepted = valid & ~late
-        if not accepted.any():
-            return 0
-        eff_ts = running[1:][accepted]
-        acc_idx = idx[accepted]
-        acc_prices = prices[accepted]
-        self._cov.update_many(acc_idx, eff_ts, np.log(acc_prices))
-        last_of_each = len(acc_idx) - 1 - np.unique(acc_idx[::-1], return_index=True)[1]
-        self._price[acc_idx[last_of_each]] = acc_prices[last_of_each]
-        self._last_ts = float(eff_ts[-1])
-        self.ticks += int(accepted.sum())
-        self._dirty = True
-        return int(accepted.sum())
-
-    def _indices(self, symbols: Sequence[str] | npt.NDArray[np.str_]) -> IntArray:
-        get = self._index.get
-        return np.fromiter((get(s, -1) for s in symbols), dtype=np.int64, count=len(symbols))
-
-    def _count_invalid(self, known: BoolArray, finite: BoolArray, prices: FloatArray) -> None:
-        self.skipped["unknown_symbol"] += int((~known).sum())
-        self.skipped["non_finite"] += int((known & ~finite).sum())
-        self.skipped["non_positive_price"] += int((known & finite & (prices <= 0)).sum())
+        return None if all_valid else valid
 
     def snapshot(self, ts: float) -> RiskSnapshot:
         """The consistent, immutable state at event time ``ts``.

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
+from statsmodels.stats.correlation_tools import corr_nearest
+from statsmodels.tools.sm_exceptions import IterationLimitWarning
 
 from monitor.correlation import (
     absorption_ratio,
@@ -145,3 +148,41 @@ def test_valid_matrix_is_left_unchanged(n: int, seed: int) -> None:
     fixed, repaired = repair_correlation(corr)
     assert not repaired
     np.testing.assert_allclose(fixed, corr, atol=1e-15)
+
+
+def _higham_to_convergence(sym: np.ndarray, iterations: int) -> np.ndarray:
+    """Higham's alternating projections (statsmodels) run far past convergence: the reference."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IterationLimitWarning)
+        return np.asarray(corr_nearest(sym, threshold=0.0, n_fact=iterations / sym.shape[0]))
+
+
+def _assert_is_the_nearest(corr: np.ndarray, iterations: int) -> None:
+    sym = 0.5 * (corr + corr.T)
+    fixed, repaired = repair_correlation(corr)
+    reference = _higham_to_convergence(sym, iterations)
+    assert repaired
+    assert np.linalg.norm(fixed - sym) <= np.linalg.norm(reference - sym) + 1e-9
+    np.testing.assert_allclose(fixed, reference, atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 25), seed=st.integers(0, 2**32 - 1), noise=st.floats(0.2, 1.0))
+def test_repair_is_the_nearest_correlation_matrix(n: int, seed: int, noise: float) -> None:
+    """The Newton repair finds the matrix Higham's projections converge to (it is unique).
+
+    Same Frobenius distance to the input (not more than 1e-9 above) and the same entries to
+    1e-7, against 2,000 alternating projections; a repair that only clipped eigenvalues would
+    be farther away.
+    """
+    corr = _noisy_correlation(n, seed, noise)
+    if np.linalg.eigvalsh(corr)[0] >= 0.0:
+        return  # nothing to repair
+    _assert_is_the_nearest(corr, 2000)
+
+
+def test_repair_of_a_large_indefinite_matrix_is_the_nearest() -> None:
+    """At 120 symbols with dozens of negative eigenvalues the repair is still the nearest."""
+    corr = _noisy_correlation(120, 7, 0.4)
+    assert (np.linalg.eigvalsh(corr) < 0).sum() > 20
+    _assert_is_the_nearest(corr, 600)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from feeds.backoff import Backoff, is_transient
 from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.router import Router, TickBuffer
 from monitor.config import Config
+from monitor.daemon import _Batch
 from monitor.model import Tick
 
 FEEDS = """
@@ -118,3 +121,53 @@ def test_retry_policy_separates_network_from_parse_errors() -> None:
     assert is_transient(TimeoutError())
     assert not is_transient(FeedParseError("bad frame"))
     assert not is_transient(ValueError("a bug"))
+
+
+def test_routed_ticks_are_counted_by_venue_and_symbol(router: Router) -> None:
+    """Only ticks that reach the engine count; the standby venue's quotes do not."""
+    for mono in (1.0, 2.0, 3.0):
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=mono)
+        router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 1.0, PriceKind.MID)], mono)
+    router.on_events("binance", [_quote("binance", "ETHUSDT", 10.0)], mono=4.0)
+    assert router.routed == {("binance", "BTCUSDT"): 3, ("binance", "ETHUSDT"): 1}
+    assert router.standby["BTCUSDT"] == 3
+
+
+def test_columns_drain_like_ticks_and_the_buffer_keeps_its_bound() -> None:
+    """drain_columns gives what drain gives, as columns; drops are the oldest ticks."""
+    buffer = TickBuffer(100)
+    for n in range(250):
+        buffer.append(float(n), f"S{n % 7}", n + 0.5, mono=float(n))
+    columns, oldest = buffer.drain_columns()
+    assert (buffer.dropped, len(buffer), oldest) == (150, 0, 0.0)
+    assert columns.ts == [float(n) for n in range(150, 250)]
+    assert columns.symbol[:2] == ["S3", "S4"]
+    for n in range(3):
+        buffer.push(Tick(float(n), "X", 2.0), mono=5.0)
+    ticks, oldest = buffer.drain()
+    assert ticks == [Tick(0.0, "X", 2.0), Tick(1.0, "X", 2.0), Tick(2.0, "X", 2.0)]
+    assert oldest == 5.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_engine_batch_is_the_stable_sort_of_the_ticks(seed: int) -> None:
+    """The engine step's batch equals sorting the ticks by time (arrival order among equals).
+
+    Exactly what the daemon did before ticks were buffered as columns: sorted Tick objects.
+    """
+    rng = random.Random(seed)
+    buffer = TickBuffer(1000)
+    ticks = [
+        Tick(float(rng.choice([1, 2, 2, 3, 5, 8])), rng.choice("ABC"), rng.random())
+        for _ in range(rng.choice([0, 1, 2, 40]))
+    ]
+    if seed == 0:
+        ticks.sort(key=lambda t: t.ts)  # arrival in time order: kept as is
+    for tick in ticks:
+        buffer.push(tick)
+    columns, _ = buffer.drain_columns()
+    batch = _Batch.in_time_order(columns.ts, columns.symbol, columns.price)
+    expected = sorted(ticks, key=lambda t: t.ts)
+    np.testing.assert_array_equal(batch.ts, [t.ts for t in expected])
+    assert batch.symbol == [t.symbol for t in expected]
+    np.testing.assert_array_equal(batch.price, [t.price for t in expected])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import VenueSpec
-from feeds.venues.binance import BINANCE, BINANCE_USDM, MAX_LIFETIME_S
+from feeds.venues.binance import BINANCE, BINANCE_USDM, MAX_LIFETIME_S, BinanceParser
 from monitor.errors import ConfigError
-from tests.fuzz import fuzz_tests
+from tests.fuzz import FUZZ, fuzz_tests, mutated_frames
 from tests.recorded import first_frame, recorded_connections
 
 RECV_TS = 1_700_000_000.5
@@ -326,3 +328,75 @@ class TestFuzz(fuzz_tests(SPECS, SAMPLES)):
     def envelopes(self, value: object) -> list[object]:
         """Bare, and in a combined-stream wrapper."""
         return [value, {"stream": "x@trade", "data": value}]
+
+
+# --- the fast trade path --------------------------------------------------------------------
+
+WRAPPED_TRADE = (
+    '{"stream":"s000usdt@trade","data":{"e":"trade","E":1700000000123,"s":"S000USDT","t":7,'
+    '"p":"101.25000000","q":"0.01000000","T":1700000000120,"m":true}}'
+)
+TRADE_FRAMES = [WRAPPED_TRADE, SPOT_AGG_TRADE, SPOT_TRADE, FUTURES_BOOK_TICKER, MARK_PRICE]
+
+
+def _outcome(parser: BinanceParser, raw: str | bytes, recv_ts: float = RECV_TS) -> object:
+    """The events of a frame, or the error message it raised."""
+    try:
+        return parser.parse(raw, recv_ts)
+    except FeedParseError as exc:
+        return f"FeedParseError: {exc}"
+
+
+def _same_either_way(frames: list[tuple[float, str]]) -> int:
+    """Feed the frames to a parser with and one without the fast path; how many gave quotes."""
+    fast, general = BinanceParser("binance"), BinanceParser("binance", fast_trades=False)
+    quotes = 0
+    for recv_ts, raw in frames:
+        outcome = _outcome(fast, raw, recv_ts)
+        assert outcome == _outcome(general, raw, recv_ts), raw
+        quotes += isinstance(outcome, list) and any(isinstance(e, Quote) for e in outcome)
+    return quotes
+
+
+def test_fast_trade_path_gives_the_quote_of_the_general_path() -> None:
+    """A combined-stream trade: the same Quote, to the bit, with and without the fast path."""
+    assert parse(BINANCE, WRAPPED_TRADE) == [
+        Quote("binance", "S000USDT", PriceKind.TRADE, 101.25, 1700000000.12, RECV_TS)
+    ]
+    assert _same_either_way([(RECV_TS, WRAPPED_TRADE), (RECV_TS, SPOT_AGG_TRADE)]) == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '"e":"trade","s":"X","p":"0","T":1',  # non-positive: no quote
+        '"e":"trade","s":"X","p":"","T":1',  # empty: no quote
+        '"e":"trade","s":"X","p":"-2.5","T":1',
+        '"e":"trade","s":"X","p":"1e999","T":1',  # not finite: error
+        '"e":"trade","s":"X","p":"nan","T":1',
+        '"e":"trade","s":"","p":"1","T":1',  # no symbol: error
+        '"e":"trade","s":"X","p":"1","T":1' + "0" * 400,  # time overflows: error
+        '"e":"trade","s":"X","p":"1","T":"1700000000000"',  # decimal string time
+        '"e":"trade","s":"X","p":1.5,"T":1700000000000.0',  # numbers, not strings
+        '"e":"trade","s":"X","p":"1","p":"2","T":1',  # duplicate key: the last wins
+        '"e":"aggTrade","s":"X","p":"3","T":2,"e":"bookTicker","b":"1","a":"2"',
+    ],
+)
+def test_fast_trade_path_agrees_on_edge_cases(data: str) -> None:
+    """Edge values give the same quotes or the same error on both paths."""
+    _same_either_way([(RECV_TS, f'{{"stream":"x@trade","data":{{{data}}}}}')])
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["binance", "binance_futures"])
+def test_fast_trade_path_agrees_on_every_recorded_frame(name: str) -> None:
+    """Recorded connections (trades, book tickers, depth, klines, acks) parse the same."""
+    quotes = sum(_same_either_way(frames) for frames in recorded_connections(name).values())
+    assert quotes > 0
+
+
+@FUZZ
+@given(frames=st.lists(mutated_frames(TRADE_FRAMES), min_size=1, max_size=5))
+def test_fast_trade_path_agrees_on_mutated_frames(frames: list[str]) -> None:
+    """Trade frames with fields deleted, retyped or replaced parse the same on both paths."""
+    _same_either_way([(RECV_TS, raw) for raw in [WRAPPED_TRADE, *frames]])
