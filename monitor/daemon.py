@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from feeds.session import Connection, Connector, default_connector
 from feeds.venue import VenueSpec
 from monitor.book import OptionMark
 from monitor.book_config import AccountConfig
+from monitor.checkpoint import Checkpoint, CompatibleRestore, capture, restore, restore_compatible
 from monitor.config import Config
 from monitor.engine import Engine
 from monitor.model import AlertEvent
@@ -39,9 +41,26 @@ RESUBSCRIBE_EVERY_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
+    """The ticks of one engine step, in event-time order (a ``TickBatchLike``)."""
+
     ts: npt.NDArray[np.float64]
     symbol: list[str]
     price: npt.NDArray[np.float64]
+
+    @classmethod
+    def in_time_order(
+        cls, ts: Sequence[float], symbol: list[str], price: Sequence[float]
+    ) -> _Batch:
+        """Drained tick columns sorted by event time, stably (equal times keep arrival order).
+
+        Ticks that arrived in time order, the usual case, are checked, not sorted.
+        """
+        times = np.array(ts, dtype=np.float64)
+        prices = np.array(price, dtype=np.float64)
+        if len(times) > 1 and not bool((times[1:] >= times[:-1]).all()):
+            order = np.argsort(times, kind="stable")
+            return cls(times[order], [symbol[i] for i in order.tolist()], prices[order])
+        return cls(times, symbol, prices)
 
 
 @dataclass(slots=True)
@@ -73,6 +92,8 @@ class Daemon:
     _owner: dict[tuple[int, str], Connection] = field(default_factory=dict, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _last_resubscribe: dict[tuple[int, str], float] = field(default_factory=dict, init=False)
+    stateful: ClassVar[bool] = True
+    """Whether checkpoints keep this daemon's state (the feeds role has none)."""
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -149,29 +170,44 @@ class Daemon:
         if self.engine.ticks:
             self.latest = self.engine.snapshot(self.engine.last_event_ts)
 
+    def capture_state(self) -> Checkpoint:
+        """Estimator, rule and clock state, for a checkpoint."""
+        return capture(self.engine, self.rules, self.clock.next_boundary)
+
+    def restore_state(self, checkpoint: Checkpoint) -> None:
+        """Continue exactly where ``checkpoint``, of the same configuration, left off.
+
+        Raises:
+            CheckpointError: the checkpoint does not fit; nothing changes then.
+        """
+        self.clock.next_boundary = restore(checkpoint, self.engine, self.rules)
+        self.publish_now()
+
+    def carry_state(self, checkpoint: Checkpoint) -> CompatibleRestore:
+        """Carry what fits of a checkpoint of another configuration (a reload)."""
+        report = restore_compatible(checkpoint, self.engine, self.rules)
+        self.clock.next_boundary = checkpoint.clock_next
+        self.publish_now()
+        return report
+
     async def _engine_loop(self) -> None:
         live = self.config.live
         last_tick_mono = time.monotonic()
         while True:
             self._heartbeat = time.monotonic()
-            try:
-                async with asyncio.timeout(live.idle_snapshot):
-                    await self._wake.wait()
-            except TimeoutError:
-                if self.engine.ticks:
-                    now = self.engine.last_event_ts + time.monotonic() - last_tick_mono
-                    self.clock.advance_to(now)
-                continue
+            if not self._wake.is_set():  # ticks already waiting need no idle timer
+                try:
+                    async with asyncio.timeout(live.idle_snapshot):
+                        await self._wake.wait()
+                except TimeoutError:
+                    if self.engine.ticks:
+                        now = self.engine.last_event_ts + time.monotonic() - last_tick_mono
+                        self.clock.advance_to(now)
+                    continue
             self._wake.clear()
-            ticks, oldest = self.buffer.drain()
-            if ticks:
-                ticks.sort(key=lambda t: t.ts)
-                batch = _Batch(
-                    np.array([t.ts for t in ticks]),
-                    [t.symbol for t in ticks],
-                    np.array([t.price for t in ticks]),
-                )
-                self.clock.feed(batch)
+            ticks, oldest = self.buffer.drain_columns()
+            if len(ticks):
+                self.clock.feed(_Batch.in_time_order(ticks.ts, ticks.symbol, ticks.price))
                 last_tick_mono = time.monotonic()
                 if self.on_step is not None and oldest is not None:
                     self.on_step(last_tick_mono - oldest)
