@@ -27,22 +27,26 @@ test: lint typecheck system-deps deploy-check
 	$(VENV)/bin/pytest
 
 # Debian's Prometheus 2.42 (prometheus, promtool) and Alertmanager 0.25
-# (prometheus-alertmanager, amtool), for deploy-check and tests/integration/test_prometheus.py.
+# (prometheus-alertmanager, amtool), for deploy-check and tests/integration/test_prometheus.py,
+# and NATS 2.9 (nats-server) for tests/integration/test_bus.py and benchmarks/bus_throughput.py.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
-		|| ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then \
+		|| ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null \
+		|| ! { command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null; then \
 		$(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-			prometheus prometheus-alertmanager; \
+			prometheus prometheus-alertmanager nats-server; \
 	fi
 
 deploy-check: system-deps
 	promtool check config deploy/prometheus/prometheus.yml
+	promtool check config deploy/prometheus/prometheus-bus.yml
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool test rules deploy/prometheus/tests/*.yml
 	amtool check-config deploy/alertmanager/alertmanager.yml
+	SERVER_NAME=check "$$(command -v nats-server || echo /usr/sbin/nats-server)" -t -c deploy/nats/nats.conf
 
 run: install
 	$(VENV)/bin/riskmon run --config $(CONFIG)
@@ -54,13 +58,14 @@ replay-example: install
 	$(VENV)/bin/riskmon replay ../shared/data/market/binance_spot_5m_2025H1.parquet \
 		--config config/example-replay.toml --out out/replay-2025H1
 
-# Six benchmarks (about 5 minutes on 2 cores), then the summary table; see benchmarks/README.md.
-bench: install
+# Seven benchmarks (about 6 minutes on 2 cores), then the summary table; see benchmarks/README.md.
+bench: install system-deps
 	$(PY) -m benchmarks.engine_throughput
 	$(PY) -m benchmarks.live_throughput
 	$(PY) -m benchmarks.latency
 	$(PY) -m benchmarks.memory
 	$(PY) -m benchmarks.metrics_scrape
+	$(PY) -m benchmarks.bus_throughput
 	$(PY) -m benchmarks.report
 
 clean:

@@ -134,6 +134,24 @@ def scrape_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def bus_rows(data: dict[str, Any]) -> list[Row]:
+    """Issue #8, no target: ticks per second through NATS JetStream against the engine alone."""
+    r = data["results"]
+    return [
+        [
+            "#8",
+            f"ticks/s through NATS JetStream, {data['parameters']['assets']} assets "
+            "(slower of publish and consume)",
+            f"{spread(r['through_bus_ticks_per_s'])}; publish "
+            f"{spread(r['publish_ticks_per_s'])}, consume {spread(r['consume_ticks_per_s'])}",
+            f"in-process engine {spread(r['in_process_ticks_per_s'])}",
+            f"{r['bus_over_in_process']:.3g}x",
+            "",
+            "info",
+        ]
+    ]
+
+
 def table(rows: Sequence[Row]) -> str:
     """A Markdown table."""
     head = [
@@ -160,6 +178,7 @@ def main() -> int:
         ("latency", latency_rows),
         ("memory", memory_rows),
         ("metrics_scrape", scrape_rows),
+        ("bus_throughput", bus_rows),
     ):
         data = _load(name)
         if data is not None:

@@ -2,11 +2,12 @@
 
 A :class:`Checkpoint` is a frozen value: the engine's :class:`~monitor.engine.EngineState`, the
 rule instances' states, the snapshot clock's next boundary, and a :class:`Fingerprint` of the
-configuration they depend on. After :func:`restore` into an engine built from the same
-configuration, the same ticks give the same floats as the original would. The last snapshot is
-not stored: a snapshot asked for before any new tick is computed afresh (an interval without
-price changes) where the original would repeat its last one. :func:`restore_compatible` carries
-what it can across a configuration reload.
+configuration they depend on (and, for an engine worker fed from the bus, the
+:class:`~monitor.bus_wire.BusCursor` reached by that state). After :func:`restore` into an
+engine built from the same configuration, the same ticks give the same floats as the original
+would. The last snapshot is not stored: a snapshot asked for before any new tick is computed
+afresh (an interval without price changes) where the original would repeat its last one.
+:func:`restore_compatible` carries what it can across a configuration reload.
 
 File format 1: a ``numpy.savez`` archive (read with ``allow_pickle=False``) of ``header``, the
 UTF-8 JSON of everything but arrays as uint8 (non-finite floats as ``NaN`` / ``Infinity``, which
@@ -34,6 +35,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from monitor.bus_wire import BusCursor
 from monitor.config import Config
 from monitor.covariance import EventTimeCovariance, reindex_state
 from monitor.engine import Engine, EngineState
@@ -111,6 +113,7 @@ class Checkpoint:
         rules: the state of every rule instance.
         clock_next: the snapshot clock's next boundary (None before the first tick).
         version: the file format version.
+        bus: how far an engine worker had applied the tick stream (None outside one).
     """
 
     fingerprint: Fingerprint
@@ -118,6 +121,7 @@ class Checkpoint:
     rules: tuple[RuleInstanceState, ...]
     clock_next: float | None
     version: int = FORMAT_VERSION
+    bus: BusCursor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +159,20 @@ class CompatibleRestore:
         )
 
 
-def capture(engine: Engine, rules: RuleEngine, clock_next: float | None) -> Checkpoint:
+def capture(
+    engine: Engine, rules: RuleEngine, clock_next: float | None, bus: BusCursor | None = None
+) -> Checkpoint:
     """The state of ``engine`` and of ``rules`` (built from ``engine.config``).
 
-    ``clock_next`` is the snapshot clock's next boundary; :func:`restore` returns it.
+    ``clock_next`` is the snapshot clock's next boundary; :func:`restore` returns it. ``bus``
+    is the position in the tick stream that this state reflects (engine workers).
     """
     return Checkpoint(
-        Fingerprint.of(engine.config), engine.export_state(), rules.export_state(), clock_next
+        Fingerprint.of(engine.config),
+        engine.export_state(),
+        rules.export_state(),
+        clock_next,
+        bus=bus,
     )
 
 
@@ -317,6 +328,7 @@ class _Header(msgspec.Struct, forbid_unknown_fields=True):
     clock_next: float | None
     engine: _EngineScalars
     rules: tuple[RuleInstanceState, ...]
+    bus: BusCursor | None = None
 
 
 def _encode(checkpoint: Checkpoint) -> bytes:
@@ -329,7 +341,7 @@ def _encode(checkpoint: Checkpoint) -> bytes:
         state.ar_moments,
         dict(state.portfolio_moments),
     )
-    header = _Header(FORMAT, cp.version, cp.fingerprint, cp.clock_next, scalars, cp.rules)
+    header = _Header(FORMAT, cp.version, cp.fingerprint, cp.clock_next, scalars, cp.rules, cp.bus)
     text = json.dumps(msgspec.to_builtins(header))
     arrays: dict[str, Any] = {f"cov.{name}": a for name, a in state.covariance.items()}
     arrays["engine.price"] = state.price
@@ -365,7 +377,9 @@ def _decode(raw: bytes) -> Checkpoint:
         ar_moments=e.ar_moments,
         portfolio_moments=e.portfolio_moments,
     )
-    return Checkpoint(header.fingerprint, engine, header.rules, header.clock_next, header.version)
+    return Checkpoint(
+        header.fingerprint, engine, header.rules, header.clock_next, header.version, header.bus
+    )
 
 
 def _check_seal(raw: bytes) -> None:

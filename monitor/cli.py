@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from monitor.config import load_config
+from monitor.config import Config, load_config
 from monitor.durations import parse_duration
 from monitor.errors import RiskmonError
 
@@ -36,6 +36,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
     run.add_argument("--duration", default=None, help='stop after this long, e.g. "10m"')
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    run.add_argument(
+        "--role",
+        default="all",
+        choices=["all", "feeds", "engine"],
+        help="all: one process (default); feeds / engine: split over NATS JetStream ([bus])",
+    )
+    run.add_argument(
+        "--portfolios", default=None, help="engine role: the portfolios to run, e.g. A,B"
+    )
+    run.add_argument(
+        "--shard", default=None, help="engine role: every COUNT-th portfolio from INDEX, I/N"
+    )
     test_alert = sub.add_parser("test-alert", help="send a test notification through a sink")
     test_alert.add_argument("--sink", required=True, help="sink name from [[sinks]] (or log)")
     test_alert.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
@@ -127,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(args.log_level)
     duration = None if args.duration is None else _duration(args.duration, "--duration")
+    if args.role != "all" or args.portfolios is not None or args.shard is not None:
+        return _run_role(args, config, duration)
     asyncio.run(
         run_service(
             config,
@@ -135,6 +149,28 @@ def _run(args: argparse.Namespace) -> int:
             listeners=(console_alert(),),
         )
     )
+    return EXIT_OK
+
+
+def _run_role(args: argparse.Namespace, config: Config, duration: float | None) -> int:
+    import asyncio
+
+    from monitor.live import console_alert
+    from monitor.roles import parse_shard, role_service
+
+    if args.role != "engine" and (args.portfolios is not None or args.shard is not None):
+        raise RiskmonError("--portfolios and --shard need --role engine")
+    names = [n.strip() for n in (args.portfolios or "").split(",") if n.strip()]
+    shard = None if args.shard is None else parse_shard(args.shard)
+    service = role_service(
+        args.role,
+        config,
+        config_path=args.config,
+        listeners=(console_alert(),),
+        portfolios=names,
+        shard=shard,
+    )
+    asyncio.run(service.run(duration))
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ from msgspec import Meta
 from monitor.book_config import NAME_PATTERN as NAME_PATTERN
 from monitor.book_config import SYMBOL_PATTERN as SYMBOL_PATTERN
 from monitor.book_config import AccountConfig, StressConfig, Symbol, account_symbols
+from monitor.bus_config import BusConfig
 from monitor.config_checks import Key, Problem, find_problems
 from monitor.config_checks import show_value as _show
 from monitor.durations import DURATION_EXPECTED, parse_duration
@@ -356,6 +357,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         alerts: ``[alerts]``.
         accounts: ``[[accounts]]``: derivatives books with collateral and margin.
         stress: ``[stress]``: the scenarios accounts are revalued under.
+        bus: ``[bus]``: NATS JetStream between ``run --role feeds`` and ``--role engine``.
         source: path of the file the configuration was loaded from.
     """
 
@@ -374,6 +376,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     alerts: AlertsConfig = AlertsConfig()
     accounts: tuple[AccountConfig, ...] = ()
     stress: StressConfig = StressConfig()
+    bus: BusConfig = BusConfig()
     source: str = ""
 
     @property

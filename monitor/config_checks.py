@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from monitor.book_config import account_problems
+from monitor.bus_config import bus_problems
 from monitor.durations import format_duration
 from monitor.metrics_catalogue import MetricKind, MetricSpec, lookup_metric
 
@@ -83,6 +84,8 @@ def find_problems(config: Config) -> Iterator[Problem]:
     for index, feed in enumerate(config.feeds):
         yield from _feed_problems(("feeds", index), feed)
     yield from _server_problems(config.server)
+    for key, detail in bus_problems(config.bus):
+        yield Problem(("bus", key), detail)
     yield from _account_problems(config)
     yield from _duplicate_names(config.sinks, "sinks")
     for index, sink in enumerate(config.sinks):

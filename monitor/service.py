@@ -26,18 +26,13 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from prometheus_client.registry import Collector
 
 from alerts.dispatcher import Dispatcher
 from monitor import notify
 from monitor.alerting import build_dispatcher
 from monitor.book_config import AccountConfig
-from monitor.checkpoint import (
-    capture,
-    read_checkpoint,
-    restore,
-    restore_compatible,
-    write_checkpoint,
-)
+from monitor.checkpoint import read_checkpoint, write_checkpoint
 from monitor.config import Config, load_config
 from monitor.daemon import AlertListener, Daemon
 from monitor.errors import ConfigError, RiskmonError
@@ -75,6 +70,8 @@ class Service:
     config_path: Path | None = None
     listeners: Sequence[AlertListener] = ()
     notifier: Notifier = field(default_factory=Notifier)
+    daemon_factory: Callable[..., Daemon] = Daemon
+    collectors: Sequence[Collector] = ()
     stats: ServiceStats = field(default_factory=ServiceStats)
     daemon: Daemon | None = field(default=None, init=False)
     dispatcher: Dispatcher | None = field(default=None, init=False)
@@ -99,6 +96,8 @@ class Service:
         """Serve until stopped (signal, ``request_stop`` or ``duration_s``)."""
         collector = RiskCollector(lambda: self.daemon, self.stats, time.monotonic, time.time)
         registry, latency = make_registry(collector)
+        for extra in self.collectors:
+            registry.register(extra)
         secret = read_secret(self.config.server)
         runner = web.AppRunner(
             build_app(lambda: self.daemon, registry, self.config.server, secret, self),
@@ -183,7 +182,9 @@ class Service:
         return "reload"
 
     def _new_daemon(self, config: Config, observe: Callable[[float], None]) -> Daemon:
-        daemon = Daemon(config, listeners=self.listeners, on_step=observe, on_alerts=self._notify)
+        daemon = self.daemon_factory(
+            config, listeners=self.listeners, on_step=observe, on_alerts=self._notify
+        )
         path = Path(config.state.dir) / POSITIONS_FILE
         try:
             posted = load_positions(path)
@@ -243,13 +244,7 @@ class Service:
             self.stats.last_reload_ok = False
             log.error("config_reload_rejected", error=str(exc))
             return None
-        report = restore_compatible(
-            capture(self.daemon.engine, self.daemon.rules, self.daemon.clock.next_boundary),
-            fresh.engine,
-            fresh.rules,
-        )
-        fresh.clock.next_boundary = self.daemon.clock.next_boundary
-        fresh.publish_now()
+        report = fresh.carry_state(self.daemon.capture_state()) if fresh.stateful else None
         self.config = config
         self.stats.reloads_ok += 1
         self.stats.last_reload_ok = True
@@ -258,26 +253,25 @@ class Service:
 
     def _restore_at_start(self, daemon: Daemon) -> None:
         path = self.checkpoint_path
+        if not daemon.stateful:
+            return
         if not path.exists():
             log.info("checkpoint_absent", path=str(path))
             return
         try:
-            boundary = restore(read_checkpoint(path), daemon.engine, daemon.rules)
+            daemon.restore_state(read_checkpoint(path))
         except RiskmonError as exc:
             log.error("checkpoint_unusable_starting_cold", path=str(path), error=str(exc))
             return
-        daemon.clock.next_boundary = boundary
-        daemon.publish_now()
         self.stats.restored = True
         log.info("checkpoint_restored", path=str(path), ticks=daemon.engine.ticks)
 
     def _write_checkpoint(self, daemon: Daemon) -> None:
+        if not daemon.stateful:
+            return
         try:
             self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            write_checkpoint(
-                self.checkpoint_path,
-                capture(daemon.engine, daemon.rules, daemon.clock.next_boundary),
-            )
+            write_checkpoint(self.checkpoint_path, daemon.capture_state())
         except (OSError, RiskmonError) as exc:
             self.stats.checkpoint_failures += 1
             log.error("checkpoint_failed", path=str(self.checkpoint_path), error=str(exc))

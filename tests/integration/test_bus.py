@@ -1,0 +1,451 @@
+"""The split roles over a real nats-server: one feeds process, engine workers, crashes, restarts.
+
+``riskmon run --role feeds`` on the exchange simulator publishes to JetStream (``nats-server
+-js`` on 127.0.0.1, store in tmp_path); ``riskmon run --role engine`` workers consume it. The
+two workers hold different portfolios, so they consume different sets of symbol subjects.
+
+"The same ticks" for a worker is the stream restricted to its subjects, in stream order: that
+is what a worker applies, whatever the timing, crashes and redeliveries. So its final snapshot
+must equal, to 1e-9, that of an engine of its configuration fed those ticks in one go in this
+process (read back from the stream after the run). Every wait is bounded; every process and the
+server are stopped by the fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import nats
+import pytest
+from nats.js import api
+from prometheus_client.parser import text_string_to_metric_families
+
+from feeds.publisher import TickPublisher
+from feeds.simulator import ExchangeSimulator
+from feeds.subscriber import TickSubscriber
+from monitor.bus_config import BusConfig
+from monitor.bus_wire import BusMessage, BusTick, decode_message
+from monitor.config import Config, PositiveDuration, load_config
+from monitor.engine_role import EngineDaemon, apply_in_stream_order
+from monitor.http import snapshot_json
+from monitor.model import Tick
+from monitor.roles import bus_symbols, engine_config, select
+from tests.integration.test_live_feeds import TIMEOUT_S, eventually
+from tests.natsserver import BINARY, NatsServer, free_port
+
+pytestmark = pytest.mark.skipif(
+    BINARY is None, reason="nats-server is not installed (Debian package nats-server; make test)"
+)
+
+STREAM = "TEST_TICKS"
+IDLE_SNAPSHOT_S = 2.0
+PREFIX = "riskmon.ticks"
+CONFIG = """
+[universe]
+symbols = ["BTCUSDT", "ETHUSDT"]
+
+[estimator]
+halflife = "10m"
+slow_halflife = "6h"
+min_observations = 20
+
+[risk]
+distribution = "normal"
+
+[[portfolios]]
+name = "a"
+positions = [
+  { symbol = "BTCUSDT", quantity = 1 },
+  { symbol = "ETHUSDT", quantity = 10 },
+  { symbol = "SOLUSDT", quantity = 100 },
+]
+
+[[portfolios]]
+name = "b"
+positions = [
+  { symbol = "BTCUSDT", quantity = -1 },
+  { symbol = "BNBUSDT", quantity = 50 },
+  { symbol = "XRPUSDT", quantity = 1000 },
+]
+
+[[rules]]
+name = "spike"
+metric = "avg_correlation"
+op = ">"
+threshold = 0.7
+
+[[feeds]]
+venue = "binance"
+symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
+url = "BINANCE_URL"
+stale_after = "5s"
+
+[live]
+snapshot_interval = "1s"
+idle_snapshot = "2s"
+
+[state]
+dir = "unused: every process gets RISKMON_STATE__DIR"
+checkpoint_interval = "1s"
+
+[bus]
+url = "NATS_URL"
+stream = "TEST_TICKS"
+reconnect_wait = "200ms"
+publish_timeout = "1s"
+request_timeout = "2s"
+poll_interval = "50ms"
+"""
+
+
+class Role:
+    """``riskmon run --role ...`` in a subprocess, with its own state directory and port."""
+
+    def __init__(self, name: str, config: Path, tmp: Path, *args: str) -> None:
+        self.name, self.config, self.args = name, config, args
+        self.state, self.log = tmp / name, tmp / f"{name}.log"
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "RISKMON_STATE__DIR": str(self.state),
+            "RISKMON_SERVER__LISTEN": f"127.0.0.1:{self.port}",
+        }
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config),
+                *self.args, stdout=out, stderr=out, env=env,
+            )  # fmt: skip
+
+    async def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT_S):
+            return await self.proc.wait()
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+    async def get(self, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as resp:
+                return resp.status, await resp.text()
+        except aiohttp.ClientError:
+            return 0, ""
+
+    async def metrics(self) -> dict[str, float]:
+        """Every unlabelled sample by name (empty while the process is not serving)."""
+        status, text = await self.get("/metrics")
+        if status != 200:
+            return {}
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if not sample.labels
+        }
+
+    async def snapshot(self) -> dict[str, Any] | None:
+        status, text = await self.get("/api/v1/snapshot")
+        return json.loads(text) if status == 200 else None
+
+
+@dataclass
+class Bus:
+    """A nats-server, the simulator, the shared config, and every role started by the test."""
+
+    nats: NatsServer
+    sim: ExchangeSimulator
+    config_path: Path
+    config: Config
+    tmp: Path
+    roles: list[Role]
+
+    def role(self, name: str, *args: str) -> Role:
+        role = Role(name, self.config_path, self.tmp, *args)
+        self.roles.append(role)
+        return role
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[Bus]:
+    async with (
+        NatsServer(tmp_path / "jetstream", tmp_path / "nats-server.log") as server,
+        ExchangeSimulator(speed=60.0, seed=11) as sim,
+    ):
+        text = textwrap.dedent(CONFIG).replace("BINANCE_URL", sim.binance_url)
+        path = tmp_path / "riskmon.toml"
+        path.write_text(text.replace("NATS_URL", server.url))
+        setup = Bus(server, sim, path, load_config(path, environ={}), tmp_path, [])
+        try:
+            yield setup
+        finally:
+            for role in setup.roles:
+                await role.kill()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, within_s: float) -> None:
+    """Poll ``check`` until it holds; fail with ``what`` after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within_s} s waiting for: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def stream_messages(url: str) -> list[tuple[int, BusMessage]]:
+    """Every message of the stream, in stream order: (stream sequence, tick or mark)."""
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        total = (await js.stream_info(STREAM)).state.messages
+        config = api.ConsumerConfig(ack_policy=api.AckPolicy.NONE)
+        sub = await js.pull_subscribe(f"{PREFIX}.>", stream=STREAM, config=config)
+        out: list[tuple[int, BusMessage]] = []
+        while len(out) < total:
+            for msg in await sub.fetch(1000, timeout=5):
+                out.append((msg.metadata.sequence.stream, decode_message(msg.data)))
+        return out
+    finally:
+        await client.close()
+
+
+def worker_messages(
+    config: Config, portfolio: str, stream: list[tuple[int, BusMessage]]
+) -> list[tuple[int, BusMessage]]:
+    """The stream restricted to one worker's subjects: its symbols' ticks and marks."""
+    symbols = set(bus_symbols(config, select(config, [portfolio])))
+    return [(seq, message) for seq, message in stream if message.symbol in symbols]
+
+
+def reference(config: Config, portfolio: str, messages: list[tuple[int, BusMessage]]) -> Any:
+    """The snapshot of one engine of the worker's configuration fed its messages at once."""
+    selection = select(config, [portfolio])
+    daemon = EngineDaemon(engine_config(config, selection), worker=selection.worker)
+    apply_in_stream_order(daemon.clock, [message for _, message in messages])
+    assert daemon.latest is not None
+    last_tick = max(m.ts for _, m in messages if isinstance(m, BusTick))
+    assert daemon.latest.ts > last_tick, "no quiet-time snapshot after the last tick"
+    return snapshot_json(daemon.latest)
+
+
+def assert_same_figures(got: Any, want: Any, where: str = "snapshot") -> None:
+    """Equal structure; numbers equal to 1e-9 (relative); the snapshot time is not compared."""
+    if isinstance(want, dict):
+        assert set(got) == set(want), where
+        for key in want:
+            if key != "ts":
+                assert_same_figures(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same_figures(g, w, f"{where}[{i}]")
+    elif isinstance(want, float) and isinstance(got, int | float):
+        assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12), (where, got, want)
+    else:
+        assert got == want, (where, got, want)
+
+
+async def settle(bus: Bus, feeds: Role) -> tuple[list[tuple[int, BusMessage]], dict[str, Any]]:
+    """Silence the market until the marks carry the clock, stop the feeds role (it flushes);
+    the whole stream, and the feeds role's final counts from its log."""
+    bus.sim.stall("binance", True)
+    await asyncio.sleep(IDLE_SNAPSHOT_S + 1.0)
+    assert await feeds.stop() == 0
+    lines = [json.loads(line) for line in feeds.log.read_text().splitlines() if "{" in line]
+    (final,) = [line for line in lines if line.get("event") == "feeds_role_stop"]
+    return await stream_messages(bus.nats.url), final
+
+
+async def check_worker(
+    bus: Bus, worker: Role, portfolio: str, stream: list[tuple[int, BusMessage]]
+) -> dict[str, Any]:
+    """Wait until ``worker`` applied its part of the stream; its figures equal the reference."""
+    mine = worker_messages(bus.config, portfolio, stream)
+    # Every lane (symbol) has proved it complete up to its last message: the watermark.
+    last = min(max(seq for seq, m in mine if m.symbol == s) for s in {m.symbol for _, m in mine})
+    want = reference(bus.config, portfolio, [(seq, m) for seq, m in mine if seq <= last])
+
+    async def caught_up() -> bool:
+        m = await worker.metrics()
+        return m.get("riskmon_bus_applied_sequence") == last
+
+    await until(caught_up, f"{worker.name} to apply the stream up to {last}", 3 * TIMEOUT_S)
+    got = await worker.snapshot()
+    assert got is not None
+    assert got["ticks"] == want["ticks"] > 1000
+    assert_same_figures(got, want, f"worker {portfolio}")
+    return got
+
+
+async def test_killed_worker_restarts_to_the_snapshot_of_one_process(bus: Bus) -> None:
+    """SIGKILL a worker mid-stream, restart it: both workers end on the one-process figures."""
+    feeds = bus.role("feeds", "--role", "feeds")
+    worker_a = bus.role("engine-a", "--role", "engine", "--portfolios", "a")
+    worker_b = bus.role("engine-b", "--role", "engine", "--portfolios", "b")
+    for role in (feeds, worker_a, worker_b):
+        await role.start()
+    checkpoint = worker_a.state / "checkpoint.npz"
+
+    async def worker_a_checkpointed() -> bool:
+        applied = (await worker_a.metrics()).get("riskmon_bus_applied_sequence", 0.0)
+        return applied > 3000 and checkpoint.exists()
+
+    await until(worker_a_checkpointed, "worker a to apply ticks and checkpoint", 4 * TIMEOUT_S)
+    await worker_a.kill()  # SIGKILL, mid-stream
+    await asyncio.sleep(1.0)  # the stream moves on without it
+    await worker_a.start()
+    await asyncio.sleep(2.0)
+    stream, _ = await settle(bus, feeds)
+    for worker, portfolio in ((worker_a, "a"), (worker_b, "b")):
+        await check_worker(bus, worker, portfolio, stream)
+    log = worker_a.log.read_text()
+    assert "checkpoint_restored" in log
+    assert '"after": 0,' not in log.split("checkpoint_restored", 1)[1]  # resumed, not replayed
+    for worker in (worker_a, worker_b):
+        assert await worker.stop() == 0
+
+
+async def test_nats_restart_loses_and_doubles_no_tick(bus: Bus) -> None:
+    """Stop nats-server mid-stream: the feeds role buffers and retries, JetStream de-duplicates;
+    once it is back every tick is in the stream once and the worker applied each once."""
+    feeds = bus.role("feeds", "--role", "feeds")
+    worker = bus.role("engine-a", "--role", "engine", "--portfolios", "a")
+    for role in (feeds, worker):
+        await role.start()
+
+    async def flowing() -> bool:
+        return (await worker.metrics()).get("riskmon_bus_applied_sequence", 0.0) > 2000
+
+    await until(flowing, "ticks to reach the worker", 4 * TIMEOUT_S)
+    await bus.nats.stop()
+
+    async def disconnected() -> bool:
+        status, body = await worker.get("/readyz")
+        m = await feeds.metrics()
+        return (
+            status == 503
+            and "bus disconnected" in body
+            and m.get("riskmon_bus_connected") == 0.0
+            and m.get("riskmon_bus_buffered_ticks", 0.0) > 100
+        )
+
+    await until(disconnected, "both roles to see the bus down, the feeds role buffering", TIMEOUT_S)
+    await bus.nats.start()
+
+    async def recovered() -> bool:
+        m = await feeds.metrics()
+        return m.get("riskmon_bus_connected") == 1.0 and m.get("riskmon_bus_buffered_ticks") == 0
+
+    await until(recovered, "the feeds role to reconnect and publish its buffer", 2 * TIMEOUT_S)
+    assert (await feeds.metrics())["riskmon_bus_reconnects_total"] >= 1
+    await asyncio.sleep(1.0)
+    stream, final = await settle(bus, feeds)
+    sources: dict[tuple[str, str, str], list[int]] = {}
+    for _, message in stream:
+        venue = message.venue if isinstance(message, BusTick) else "mark"
+        sources.setdefault((message.epoch, venue, message.symbol), []).append(message.seq)
+    for source, seqs in sources.items():
+        assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"{source}: lost or doubled"
+    ticks = sum(isinstance(m, BusTick) for _, m in stream)
+    assert final["accepted"] == ticks
+    assert final["published"] + final["duplicates"] == len(stream)
+    assert final["dropped"] == final["unpublished"] == 0
+    await check_worker(bus, worker, "a", stream)
+    m = await worker.metrics()
+    mine = worker_messages(bus.config, "a", stream)
+    assert m["riskmon_bus_consumed_total"] == sum(isinstance(x, BusTick) for _, x in mine)
+    assert m["riskmon_bus_reconnects_total"] >= 1
+    assert await worker.stop() == 0
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    async with NatsServer(tmp_path / "jetstream", tmp_path / "nats-server.log") as server:
+        yield server
+
+
+async def _running(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    return asyncio.create_task(coro)
+
+
+async def _cancel(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_publishes_retried_after_lost_acknowledgements_are_stored_once(
+    nats_server: NatsServer,
+) -> None:
+    """Acknowledgements later than publish_timeout count as lost: the publishes are sent again
+    with the same message ids, and JetStream keeps one copy of each."""
+    bus = BusConfig(url=nats_server.url, stream="DEDUP", publish_timeout=PositiveDuration(0.001))
+    publisher = TickPublisher(bus)
+    task = await _running(publisher.run())
+    try:
+        for n in range(1500):
+            publisher.offer("binance", Tick(1.7e9 + n, "BTCUSDT", 100.0 + n), 0.0)
+        async with asyncio.timeout(3 * TIMEOUT_S):
+            while publisher.buffered:
+                await publisher.flush(1.0)
+    finally:
+        await _cancel(task)
+    stats = publisher.stats
+    assert stats.errors > 0  # windows timed out...
+    assert stats.duplicates > 0  # ...and their stored publishes were answered as duplicates
+    assert stats.published + stats.duplicates == 1500
+    client = await nats.connect(nats_server.url)
+    try:
+        assert (await client.jsm().stream_info("DEDUP")).state.messages == 1500
+    finally:
+        await client.close()
+
+
+async def test_redelivered_ticks_are_applied_once(nats_server: NatsServer) -> None:
+    """A worker holds BTC's ticks until ETH proves itself complete; meanwhile ack_wait expires
+    and JetStream delivers them again: the copies are skipped, each tick is applied once."""
+    bus = BusConfig(
+        url=nats_server.url,
+        stream="REDELIVER",
+        ack_wait=PositiveDuration(0.5),
+        poll_interval=PositiveDuration(0.02),
+    )
+    applied: list[BusMessage] = []
+    publisher = TickPublisher(bus)
+    subscriber = TickSubscriber(bus, "w", ["BTCUSDT", "ETHUSDT"], applied.extend)
+    tasks = [await _running(publisher.run()), await _running(subscriber.run())]
+    try:
+        for n in range(50):
+            publisher.offer("binance", Tick(1.7e9 + n, "BTCUSDT", 100.0 + n), 0.0)
+        await eventually(lambda: subscriber.stats.duplicates >= 50, "BTC delivered again")
+        assert applied == []  # ETH said nothing yet: BTC's ticks wait in stream order
+        publisher.mark(["BTCUSDT", "ETHUSDT"], 0.0, 1e9, every=True)
+        await eventually(lambda: subscriber.stats.consumed == 50, "the ticks applied")
+    finally:
+        await _cancel(*tasks)
+    ticks = [m for m in applied if isinstance(m, BusTick)]
+    assert [t.seq for t in ticks] == list(range(1, 51))
+    assert subscriber.stats.consumed == 50
+    assert subscriber.cursor().position == 51  # 50 ticks, then BTC's mark
