@@ -155,15 +155,18 @@ class Daemon:
             reasons.append("engine loop not turning")
         if self.latest is None or self.latest.market.avg_correlation is None:
             reasons.append("estimators warming up")
+        reasons.extend(self.stale_feeds(mono))
+        return reasons
+
+    def stale_feeds(self, mono: float) -> list[str]:
+        """A not-ready reason naming the universe symbols without a fresh feed, if any."""
         stale = [
             symbol
             for symbol in self.config.universe.symbols
             if (src := self.router.active(symbol, mono)) is None
             or mono - src.last_seen > src.stale_after_s
         ]
-        if stale and self.config.feeds:
-            reasons.append("no fresh feed for " + ", ".join(stale))
-        return reasons
+        return ["no fresh feed for " + ", ".join(stale)] if stale and self.config.feeds else []
 
     def publish_now(self) -> None:
         """Take a snapshot at the latest event time now (after a restore) and publish it."""

@@ -95,12 +95,5 @@ class FeedsDaemon(Daemon):
             reasons.append("publisher loop not turning")
         if not self.publisher.link.connected:
             reasons.append("bus disconnected")
-        stale = [
-            symbol
-            for symbol in self.config.universe.symbols
-            if (src := self.router.active(symbol, mono)) is None
-            or mono - src.last_seen > src.stale_after_s
-        ]
-        if stale and self.config.feeds:
-            reasons.append("no fresh feed for " + ", ".join(stale))
+        reasons.extend(self.stale_feeds(mono))
         return reasons
