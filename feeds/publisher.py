@@ -45,10 +45,13 @@ from monitor.bus_wire import (
     MSG_ID_HEADER,
     BusMark,
     BusMessage,
+    BusOptionMark,
     BusTick,
     encode_message,
+    encode_option_mark,
     mark_subject,
     message_id,
+    option_subject,
     tick_subject,
 )
 from monitor.model import Tick
@@ -74,6 +77,7 @@ class PublisherStats:
         duplicates: re-sent messages JetStream had already stored (same message id).
         errors: publish windows that failed (timeouts, refusals, lost connection).
         dropped: oldest messages dropped from the full buffer.
+        option_marks: option marks sent (plain NATS, outside the stream; latest only).
     """
 
     accepted: int = 0
@@ -82,6 +86,7 @@ class PublisherStats:
     duplicates: int = 0
     errors: int = 0
     dropped: int = 0
+    option_marks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,7 @@ class TickPublisher:
     _ticked: set[str] = field(default_factory=set)
     _latest_ts: float | None = None
     _latest_mono: float = 0.0
+    _options: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     @property
     def buffered(self) -> int:
@@ -159,6 +165,25 @@ class TickPublisher:
             self.stats.marks += 1
         self._ticked.clear()
 
+    def offer_option(self, mark: BusOptionMark) -> None:
+        """Keep ``mark`` to send: only the latest of each option goes out (no retries)."""
+        subject = option_subject(self.bus.options_subject, mark.venue, mark.instrument)
+        self._options[mark.instrument] = (subject, encode_option_mark(mark))
+        self._ready.set()
+
+    async def _send_options(self, client: NatsClient) -> None:
+        """Publish the pending option marks; on a refusal keep the unsent for the next turn."""
+        items = list(self._options.items())
+        self._options = {}
+        for i, (_, (subject, payload)) in enumerate(items):
+            try:
+                await client.publish(subject, payload)
+            except TRANSIENT:
+                for name, item in items[i:]:
+                    self._options.setdefault(name, item)  # a mark offered meanwhile is newer
+                return
+            self.stats.option_marks += 1
+
     def _append(self, subject: str, message: BusMessage) -> None:
         self._queue.append(_Outgoing(subject, encode_message(message), message_id(message)))
         self._trim()
@@ -194,6 +219,8 @@ class TickPublisher:
 
     async def _turn(self, client: NatsClient, jsm: JetStreamManager, acks: AckInbox) -> None:
         self.heartbeat = time.monotonic()
+        if self._options and self.link.connected:
+            await self._send_options(client)
         if not self._queue:
             self._empty.set()
             self._ready.clear()

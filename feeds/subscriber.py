@@ -47,7 +47,16 @@ from feeds.jetstream import (
 )
 from feeds.merge import StreamMerger
 from monitor.bus_config import BusConfig
-from monitor.bus_wire import BusCursor, BusMark, BusMessage, BusTick, decode_message, symbol_filter
+from monitor.bus_wire import (
+    BusCursor,
+    BusMark,
+    BusMessage,
+    BusOptionMark,
+    BusTick,
+    decode_message,
+    decode_option_mark,
+    symbol_filter,
+)
 
 log = structlog.get_logger("riskmon.bus")
 
@@ -113,6 +122,8 @@ class TickSubscriber:
         on_batch: applies each round's ticks and marks (see :data:`BatchSink`).
         cursor_at_start: where the worker's checkpoint left off (None: from the start of the
             stream).
+        on_option: receives the option marks published under ``[bus] options_subject``
+            (plain NATS, latest only; None: not subscribed).
     """
 
     bus: BusConfig
@@ -120,6 +131,7 @@ class TickSubscriber:
     symbols: Sequence[str]
     on_batch: BatchSink
     cursor_at_start: BusCursor | None = None
+    on_option: Callable[[BusOptionMark], None] | None = None
     stats: SubscriberStats = field(default_factory=SubscriberStats)
     link: Link = field(default_factory=Link)
     heartbeat: float = field(default_factory=time.monotonic)
@@ -152,6 +164,8 @@ class TickSubscriber:
         client = await connect_beating(self.bus, name, self.link, self._beat)
         jsm = client.jsm(timeout=float(self.bus.request_timeout))
         try:
+            if self.on_option is not None:  # nats-py subscribes again after a reconnect
+                await client.subscribe(f"{self.bus.options_subject}.>", cb=self._option)
             await self._consume(client, jsm)
         finally:
             for lane in self._lanes:
@@ -164,6 +178,15 @@ class TickSubscriber:
 
     def _beat(self) -> None:
         self.heartbeat = time.monotonic()
+
+    async def _option(self, msg: Msg) -> None:
+        try:
+            mark = decode_option_mark(msg.data)
+        except msgspec.DecodeError:
+            self.stats.undecodable += 1
+            return
+        if self.on_option is not None:
+            self.on_option(mark)
 
     async def _consume(self, client: NatsClient, jsm: JetStreamManager) -> None:
         rewind, seen_reconnects, pause = True, self.link.reconnects, 0.0

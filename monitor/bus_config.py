@@ -55,6 +55,9 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         request_timeout: JetStream API requests and pulls.
         reconnect_wait: pause between two connection attempts to the same server.
         consumer_prefix: durable consumer names start with it.
+        options_subject: option marks (mark IV and basis of each option ticker) go to
+            ``<options_subject>.<venue>.<instrument>`` as plain NATS messages, outside the
+            stream: only the latest matters, and engine workers price options with it.
     """
 
     url: Annotated[str, Meta(pattern=NATS_URLS_PATTERN)] = "nats://127.0.0.1:4222"
@@ -76,6 +79,7 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     request_timeout: PositiveDuration = _seconds("5s")
     reconnect_wait: PositiveDuration = _seconds("1s")
     consumer_prefix: Annotated[str, Meta(pattern=STREAM_NAME_PATTERN)] = "riskmon"
+    options_subject: Annotated[str, Meta(pattern=SUBJECT_PREFIX_PATTERN)] = "riskmon.options"
 
     @property
     def servers(self) -> list[str]:
@@ -95,4 +99,11 @@ def bus_problems(bus: BusConfig) -> Iterator[tuple[str, str]]:
         yield (
             "fetch_batch",
             f"expected at most max_ack_pending ({bus.max_ack_pending}), got {bus.fetch_batch}",
+        )
+    ticks, options = bus.subject_prefix + ".", bus.options_subject + "."
+    if ticks.startswith(options) or options.startswith(ticks):
+        yield (
+            "options_subject",
+            f'expected subjects outside the tick stream\'s "{bus.subject_prefix}.>", '
+            f'got "{bus.options_subject}"',
         )

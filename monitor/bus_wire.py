@@ -86,6 +86,24 @@ class BusMark(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_field
 BusMessage = BusTick | BusMark
 
 
+class BusOptionMark(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """The latest mark of one option ticker, sent outside the stream (core NATS).
+
+    Attributes:
+        venue: venue of the ticker (Deribit).
+        instrument: the venue's option name, as accounts name their positions.
+        ts: event time of the ticker.
+        iv: mark implied volatility, 0.6 = 60%.
+        basis: forward over index price of the ticker.
+    """
+
+    venue: str
+    instrument: str
+    ts: float
+    iv: float
+    basis: float
+
+
 class BusCursor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How far an engine worker has applied the stream (stored in its checkpoint).
 
@@ -103,6 +121,28 @@ class BusCursor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[BusMessage] = msgspec.json.Decoder(BusMessage)
+
+
+_option_decoder = msgspec.json.Decoder(BusOptionMark)
+
+
+def encode_option_mark(mark: BusOptionMark) -> bytes:
+    """The payload of an option mark."""
+    return _encoder.encode(mark)
+
+
+def decode_option_mark(data: bytes) -> BusOptionMark:
+    """The option mark in a payload.
+
+    Raises:
+        msgspec.DecodeError: not an option mark (``msgspec.ValidationError`` is one).
+    """
+    return _option_decoder.decode(data)
+
+
+def option_subject(prefix: str, venue: str, instrument: str) -> str:
+    """The subject of one option's marks under ``[bus] options_subject``."""
+    return f"{prefix}.{venue}.{symbol_token(instrument)}"
 
 
 def encode_message(message: BusMessage) -> bytes:

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from feeds.events import FeedEvent
+from feeds.events import FeedEvent, OptionQuote
 from feeds.registry import VENUES
 from feeds.router import Router, Source, TickBuffer
 from feeds.session import Connection, Connector, default_connector
@@ -37,6 +37,20 @@ log = structlog.get_logger("riskmon.daemon")
 
 AlertListener = Callable[[AlertEvent], None]
 RESUBSCRIBE_EVERY_S = 30.0
+
+
+def option_mark(quote: OptionQuote) -> OptionMark | None:
+    """What accounts price an option with: mark IV as a fraction and the forward's basis.
+
+    None without a positive mark IV. The basis is ``underlying_price / index_price`` (1 when
+    the ticker lacks either).
+    """
+    if quote.mark_iv is None or not quote.mark_iv > 0:
+        return None
+    basis = 1.0
+    if quote.underlying_price and quote.index_price:
+        basis = quote.underlying_price / quote.index_price
+    return OptionMark(quote.mark_iv / 100.0, basis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +264,9 @@ class Daemon:
         """Mark IV and basis of every option ticker the feeds delivered."""
         marks = {}
         for name, quote in self.router.options.items():
-            if quote.mark_iv is None or not quote.mark_iv > 0:
-                continue
-            basis = 1.0
-            if quote.underlying_price and quote.index_price:
-                basis = quote.underlying_price / quote.index_price
-            marks[name] = OptionMark(quote.mark_iv / 100.0, basis)
+            mark = option_mark(quote)
+            if mark is not None:
+                marks[name] = mark
         return marks
 
     def metric(self, metric: str, labels: Mapping[str, str], portfolio: str | None) -> float | None:

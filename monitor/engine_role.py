@@ -27,7 +27,8 @@ import numpy.typing as npt
 import structlog
 
 from feeds.subscriber import TickSubscriber
-from monitor.bus_wire import BusCursor, BusMessage, BusTick
+from monitor.book import OptionMark
+from monitor.bus_wire import BusCursor, BusMessage, BusOptionMark, BusTick
 from monitor.checkpoint import Checkpoint, CompatibleRestore, capture, restore, restore_compatible
 from monitor.daemon import Daemon
 from monitor.errors import CheckpointError
@@ -94,11 +95,17 @@ class EngineDaemon(Daemon):
     subscriber: TickSubscriber | None = field(default=None, init=False)
     _cursor: BusCursor | None = field(default=None, init=False)
     _last_batch: float = field(default_factory=time.monotonic, init=False)
+    _marks: dict[str, OptionMark] = field(default_factory=dict, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume the bus until ``stop`` is set."""
         self.subscriber = TickSubscriber(
-            self.config.bus, self.worker, self.bus_symbols, self._on_batch, self._cursor
+            self.config.bus,
+            self.worker,
+            self.bus_symbols,
+            self._on_batch,
+            self._cursor,
+            on_option=self._on_option,
         )
         log.info(
             "engine_worker_start",
@@ -119,6 +126,13 @@ class EngineDaemon(Daemon):
         if self.subscriber is not None:
             return self.subscriber.cursor()
         return self._cursor or BusCursor(self.config.bus.stream, 0)
+
+    def _on_option(self, mark: BusOptionMark) -> None:
+        self._marks[mark.instrument] = OptionMark(mark.iv, mark.basis)
+
+    def _option_marks(self) -> dict[str, OptionMark]:
+        """The option marks the feeds role sent (the worker has no feeds of its own)."""
+        return dict(self._marks)
 
     def _on_batch(self, messages: list[BusMessage]) -> None:
         if not messages:

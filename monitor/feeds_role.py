@@ -3,7 +3,8 @@
 A :class:`FeedsDaemon` is a :class:`~monitor.daemon.Daemon` that keeps the feed connections,
 the router (failover, staleness, resubscription) and the watchdog, and hands every routed tick
 to a :class:`~feeds.publisher.TickPublisher` instead of the engine, which also marks the quiet
-symbols every ``[bus] mark_interval``. It keeps no estimator
+symbols every ``[bus] mark_interval``, and sends the latest mark IV of each option ticker
+(``[bus] options_subject``). It keeps no estimator
 state, so it writes no checkpoint. At shutdown it stops the feeds first and gives the
 publisher ``FLUSH_S`` to publish what it still holds, closed by a mark on every symbol, so
 that workers can apply everything published before it.
@@ -18,9 +19,10 @@ from typing import ClassVar
 
 import structlog
 
-from feeds.events import FeedEvent
+from feeds.events import FeedEvent, OptionQuote
 from feeds.publisher import TickPublisher
-from monitor.daemon import Daemon
+from monitor.bus_wire import BusOptionMark
+from monitor.daemon import Daemon, option_mark
 
 log = structlog.get_logger("riskmon.feeds_role")
 
@@ -46,6 +48,10 @@ class FeedsDaemon(Daemon):
             ticks, _ = self.buffer.drain()
             for tick in ticks:
                 self.publisher.offer(venue, tick, mono)
+        for event in events:
+            if isinstance(event, OptionQuote) and (mark := option_mark(event)) is not None:
+                wire = BusOptionMark(venue, event.instrument, event.ts, mark.iv, mark.basis)
+                self.publisher.offer_option(wire)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the feeds and the publisher until ``stop`` is set; then flush and stop."""

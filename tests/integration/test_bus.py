@@ -37,7 +37,7 @@ from feeds.publisher import TickPublisher
 from feeds.simulator import ExchangeSimulator
 from feeds.subscriber import TickSubscriber
 from monitor.bus_config import BusConfig
-from monitor.bus_wire import BusMessage, BusTick, decode_message
+from monitor.bus_wire import BusMessage, BusOptionMark, BusTick, decode_message
 from monitor.config import Config, PositiveDuration, load_config
 from monitor.engine_role import EngineDaemon, apply_in_stream_order
 from monitor.http import snapshot_json
@@ -449,3 +449,25 @@ async def test_redelivered_ticks_are_applied_once(nats_server: NatsServer) -> No
     assert [t.seq for t in ticks] == list(range(1, 51))
     assert subscriber.stats.consumed == 50
     assert subscriber.cursor().position == 51  # 50 ticks, then BTC's mark
+
+
+async def test_option_marks_reach_a_worker_outside_the_stream(nats_server: NatsServer) -> None:
+    """Plain NATS, not JetStream: the worker gets the feeds role's latest option marks and
+    the tick stream stores none of them."""
+    bus = BusConfig(url=nats_server.url, stream="OPTIONS", poll_interval=PositiveDuration(0.02))
+    got: list[BusOptionMark] = []
+    publisher = TickPublisher(bus)
+    subscriber = TickSubscriber(bus, "w", ["BTCUSDT"], lambda _: None, on_option=got.append)
+    tasks = [await _running(subscriber.run()), await _running(publisher.run())]
+    mark = BusOptionMark("deribit", "BTC-27JUN25-100000-C", 1.7e9, 0.55, 1.002)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not got and time.monotonic() < deadline:  # until the worker has subscribed
+            publisher.offer_option(mark)
+            await asyncio.sleep(0.05)
+    finally:
+        await _cancel(*tasks)
+    assert got
+    assert set(got) == {mark}
+    assert publisher.stats.option_marks >= len(got)
+    assert publisher.stats.published == 0  # nothing went to the stream

@@ -12,25 +12,32 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from feeds.events import OptionQuote
 from feeds.jetstream import BusProtocolError, sequences
 from feeds.merge import StreamMerger
 from feeds.publisher import TickPublisher
 from feeds.subscriber import name_token
+from monitor.book import OptionMark
 from monitor.bus_config import BusConfig
 from monitor.bus_wire import (
     BusCursor,
     BusMark,
     BusMessage,
+    BusOptionMark,
     BusTick,
     decode_message,
+    decode_option_mark,
     encode_message,
+    encode_option_mark,
     mark_subject,
     message_id,
+    option_subject,
     symbol_filter,
     tick_subject,
 )
@@ -38,6 +45,7 @@ from monitor.checkpoint import read_checkpoint, write_checkpoint
 from monitor.config import Config, load_config
 from monitor.engine_role import EngineDaemon, apply_in_stream_order
 from monitor.errors import CheckpointError, ConfigError
+from monitor.feeds_role import FeedsDaemon
 from monitor.model import Tick
 from monitor.roles import (
     bus_symbols,
@@ -107,6 +115,16 @@ def test_ticks_and_marks_round_trip_exactly() -> None:
     assert decode_message(encode_message(mark)) == mark
     assert encode_message(tick).startswith(b'["t","binance","BTCUSDT",')
     assert decode_message(encode_message(BusMark("X", 1, "e"))) == BusMark("X", 1, "e", None)
+
+
+def test_option_marks_round_trip_on_their_own_subjects() -> None:
+    mark = BusOptionMark("deribit", "BTC-27JUN25-100000-C", 1.7e9 + 0.25, 0.5123, 1.0031)
+    assert decode_option_mark(encode_option_mark(mark)) == mark
+    assert option_subject("riskmon.options", "deribit", mark.instrument) == (
+        "riskmon.options.deribit.BTC-27JUN25-100000-C"
+    )
+    with pytest.raises(msgspec.DecodeError):
+        decode_option_mark(encode_message(BusMark("X", 1, "e")))
 
 
 def test_subjects_are_one_token_per_venue_and_symbol() -> None:
@@ -308,6 +326,28 @@ def test_a_worker_refuses_a_checkpoint_without_its_stream_cursor(
         _worker(config).restore_state(without)
 
 
+def test_option_marks_flow_from_the_feeds_role_to_a_worker_s_accounts(
+    roles_config: Config,
+) -> None:
+    """Feeds role: an option ticker becomes an option mark, the latest of each option kept.
+    Worker: a received mark is what its engine prices options with."""
+    feeds = FeedsDaemon(roles_config)
+    name = "BTC-27JUN25-100000-C"
+
+    def quote(iv: float) -> OptionQuote:
+        return OptionQuote("deribit", name, 1.7e9, 1.8e9, 0.05, iv, None, None, 101.0, 100.0, None)
+
+    feeds._on_events("deribit", [quote(40.0), quote(55.0)], 0.0)
+    ((subject, payload),) = feeds.publisher._options.values()
+    assert subject == f"riskmon.options.deribit.{name}"
+    mark = decode_option_mark(payload)
+    assert (mark.iv, mark.basis) == (pytest.approx(0.55), pytest.approx(1.01))
+    worker = _worker(engine_config(roles_config, select(roles_config)))
+    assert worker.engine.marks() == {}
+    worker._on_option(mark)
+    assert worker.engine.marks() == {name: OptionMark(mark.iv, mark.basis)}
+
+
 # --- roles ----------------------------------------------------------------------------------
 
 
@@ -385,6 +425,10 @@ def test_bus_defaults_and_environment_override(
         ),
         ("ack_wait = 30", '[bus] ack_wait: expected a duration like "30s"'),
         ("nope = 1", "[bus] nope: unknown key; expected one of url, stream"),
+        (
+            'options_subject = "riskmon.ticks.options"',
+            '[bus] options_subject: expected subjects outside the tick stream\'s "riskmon.ticks.>"',
+        ),
     ],
 )
 def test_bus_config_errors_name_the_file_and_key(
