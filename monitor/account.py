@@ -145,7 +145,8 @@ class AccountModel:
         ratio = float(_ratio(mm, val.margin_balance)[0]) if margin else None
         sigmas = self._sigmas(market)
         greeks = self.book.greeks(market.price, market.ts, market.marks)
-        liquidation = self._liquidation(market, sigmas) if margin else ()
+        liquidated = bool(val.margin_balance[0] - mm[0] <= 0.0)
+        liquidation = self._liquidation(market, sigmas, liquidated) if margin else ()
         scenarios = self._scenarios(market, val, sigmas)
         return AccountRisk(
             name=self.name,
@@ -158,7 +159,7 @@ class AccountModel:
             liquidation_distance_sigma=(
                 self._distance_sigma(market, liquidation, sigmas, greeks.delta) if margin else None
             ),
-            exposures=self._exposures(market, greeks),
+            exposures=self._exposures(market, greeks, val),
             stress_loss=max(0.0, -min(s.pnl for s in scenarios)),
             scenarios=scenarios,
             tails=self._tails(market, greeks.delta, sigmas),
@@ -238,14 +239,14 @@ class AccountModel:
         return first_crossing(liquidated, end, SCAN_POINTS, tol, scan=scan)
 
     def _liquidation(
-        self, market: MarketState, sigmas: FloatArray | None
+        self, market: MarketState, sigmas: FloatArray | None, liquidated: bool
     ) -> tuple[LiquidationDistance, ...]:
+        """Per risk symbol; ``liquidated``: the account already is, at every move (0)."""
         out = []
-        at_zero = self._excess(market.price[None, :], market)[0] <= 0.0
         for j, u in enumerate(self.risk_idx):
             moved = _single(market.price, int(u))
-            down = 0.0 if at_zero else self._crossing(moved, -0.99, market)
-            up = 0.0 if at_zero else self._crossing(moved, 3.0, market)
+            down = 0.0 if liquidated else self._crossing(moved, -0.99, market)
+            up = 0.0 if liquidated else self._crossing(moved, 3.0, market)
             sd = None if sigmas is None else float(sigmas[j])
             out.append(
                 LiquidationDistance(
@@ -325,16 +326,17 @@ class AccountModel:
             ratio = float(_ratio(mm, shocked.margin_balance).max())
         return ScenarioResult(name, float(pnl.min()), ratio)
 
-    def _exposures(self, market: MarketState, greeks: Greeks) -> tuple[Exposure, ...]:
+    def _exposures(
+        self, market: MarketState, greeks: Greeks, val: Valuation
+    ) -> tuple[Exposure, ...]:
         st = self._stress
         up, down = 1.0 + st.vol_up, 1.0 - st.vol_down
         moves = [m for m in GRID_MOVES for _ in range(3)] + list(EXTENDED_MOVES)
         mults = [up, 1.0, down] * len(GRID_MOVES) + [up] * len(EXTENDED_MOVES)
-        base = self.book.value(market.price[None, :], np.ones(1), market.ts, market.marks)
         out = []
         for u in self.risk_idx:
             rows, mult = self._uniform(market, moves, mults, only=int(u))
-            pnl = self.book.value(rows, mult, market.ts, market.marks).equity - base.equity[0]
+            pnl = self.book.value(rows, mult, market.ts, market.marks).equity - val.equity[0]
             price = float(market.price[u])
             out.append(
                 Exposure(
