@@ -49,8 +49,8 @@ from benchmarks.common import (
     write_result,
 )
 from monitor.config import Config
-from monitor.estimators import make_estimator
 from monitor.engine import Engine, EngineState
+from monitor.estimators import make_estimator
 from monitor.model import AlertEvent
 from monitor.replay import SnapshotClock
 from monitor.rules import RuleEngine

@@ -335,7 +335,10 @@ class PreAveragedCovariance:
         }
         self._scratch = (np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(nh))
         self._upper = np.triu(np.ones((n, n), dtype=np.bool_))
-        self._close, self._batch = _fast_kernels() if compiled else (_close_block, _block_batch)
+        kernels: tuple[Callable[..., None], Callable[..., None]] = (
+            _fast_kernels() if compiled else (_close_block, _block_batch)
+        )
+        self._close, self._batch = kernels
 
     @property
     def logp(self) -> FloatArray:
