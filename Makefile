@@ -66,6 +66,7 @@ bench: install system-deps
 	$(PY) -m benchmarks.memory
 	$(PY) -m benchmarks.metrics_scrape
 	$(PY) -m benchmarks.bus_throughput
+	$(PY) -m benchmarks.price_kind
 	$(PY) -m benchmarks.report
 
 clean:

@@ -11,7 +11,7 @@ Measured per run, interleaved so that the machine's noise hits all alike:
 - riskmon: ticks per second through the clock (ingest + snapshots + rules);
 - ingest only: the same ticks through ``Engine.ingest`` without snapshots (the difference is
   the snapshot cost);
-- estimator kernel only: the same ticks through ``EventTimeCovariance.update_many`` (the
+- estimator kernel only: the same ticks through the configured estimator's ``update_many`` (the
   compiled per-tick kernel; the difference to ingest only is the per-batch Python work);
 - baseline: a Python loop that on every tick rebuilds the previous-tick return vector and does
   a full N x N numpy EWMA outer-product update (on the first ``--baseline-ticks`` ticks).
@@ -49,8 +49,8 @@ from benchmarks.common import (
     write_result,
 )
 from monitor.config import Config
-from monitor.covariance import EventTimeCovariance
 from monitor.engine import Engine, EngineState
+from monitor.estimators import make_estimator
 from monitor.model import AlertEvent
 from monitor.replay import SnapshotClock
 from monitor.rules import RuleEngine
@@ -106,7 +106,9 @@ def run_ingest(config: Config, state: EngineState, feed: Sequence[Batch]) -> flo
 def run_kernel(config: Config, state: EngineState, market: Market) -> float:
     """Ticks per second through the compiled estimator kernel alone (``update_many``)."""
     est = config.estimator
-    cov = EventTimeCovariance(len(config.tracked_symbols), [est.halflife, est.slow_halflife])
+    cov = make_estimator(
+        len(config.tracked_symbols), [est.halflife, est.slow_halflife], float(est.preaverage)
+    )
     cov.load_state(state.covariance)
     logp = np.log(market.price)
     start = time.perf_counter()

@@ -37,9 +37,9 @@ import numpy.typing as npt
 
 from monitor.bus_wire import BusCursor
 from monitor.config import Config
-from monitor.covariance import EventTimeCovariance, reindex_state
 from monitor.engine import Engine, EngineState
 from monitor.errors import CheckpointError
+from monitor.estimators import make_estimator, reindex_estimator_state
 from monitor.ewma import MomentsTuple
 from monitor.rules import RuleEngine, RuleInstanceState, RuleKey
 
@@ -64,6 +64,7 @@ class Fingerprint:
         halflives_s: fast and slow half-lives: every estimator.
         portfolios: (name, ((symbol, quantity), ...)) per portfolio: the P&L moments.
         rules: rule names: the rule states.
+        preaverage_s: the estimator's block length (0: Hayashi-Yoshida): its state layout.
     """
 
     symbols: tuple[str, ...]
@@ -71,6 +72,7 @@ class Fingerprint:
     halflives_s: tuple[float, ...]
     portfolios: tuple[tuple[str, Positions], ...]
     rules: tuple[str, ...]
+    preaverage_s: float = 0.0
 
     @classmethod
     def of(cls, config: Config) -> Fingerprint:
@@ -85,6 +87,7 @@ class Fingerprint:
                 for p in config.portfolios
             ),
             rules=tuple(rule.name for rule in config.rules),
+            preaverage_s=float(est.preaverage),
         )
 
     def differences(self, config: Fingerprint) -> list[str]:
@@ -95,6 +98,7 @@ class Fingerprint:
             ("half-lives (s)", self.halflives_s, config.halflives_s),
             ("portfolios", self.portfolios, config.portfolios),
             ("rules", self.rules, config.rules),
+            ("pre-averaging block (s)", self.preaverage_s, config.preaverage_s),
         ]
         return [
             f"{label}: checkpoint {_show(mine)}, configuration {_show(theirs)}"
@@ -219,8 +223,12 @@ def restore_compatible(
     kept = tuple(s for s in new.symbols if s in old.symbols)
     cold = tuple(s for s in new.symbols if s not in old.symbols)
     dropped = tuple(s for s in old.symbols if s not in new.symbols)
+    reason = None
     if old.halflives_s != new.halflives_s:
         reason = f"half-lives changed from {_show(old.halflives_s)} to {_show(new.halflives_s)} s"
+    elif old.preaverage_s != new.preaverage_s:
+        reason = f"pre-averaging block changed from {old.preaverage_s} to {new.preaverage_s} s"
+    if reason is not None:
         return CompatibleRestore(
             False, (), new.symbols, old.symbols, (), rules_kept, checkpoint.clock_next, reason
         )
@@ -286,7 +294,9 @@ def _remap(
     moments = dict(base.portfolio_moments)
     moments.update({p: saved.portfolio_moments[p] for p in portfolios})
     return EngineState(
-        covariance=reindex_state(saved.covariance, base.covariance, o, m),
+        covariance=reindex_estimator_state(
+            new.preaverage_s, saved.covariance, base.covariance, o, m
+        ),
         price=price,
         last_ts=saved.last_ts,
         ticks=saved.ticks,
@@ -418,7 +428,8 @@ def _parse_header(array: Array | None) -> _Header:
 def _check_arrays(header: _Header, arrays: dict[str, Array]) -> None:
     """Every array the header implies, with the shape and dtype of a fresh estimator's."""
     n = len(header.fingerprint.symbols)
-    cold = EventTimeCovariance(n, header.fingerprint.halflives_s, compiled=False).state()
+    fp = header.fingerprint
+    cold = make_estimator(n, fp.halflives_s, fp.preaverage_s, compiled=False).state()
     expected = {f"cov.{name}": (a.shape, a.dtype) for name, a in cold.items()}
     f64 = np.dtype(np.float64)
     expected["engine.price"] = ((n,), f64)

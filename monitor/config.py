@@ -85,12 +85,16 @@ class EstimatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         slow_halflife: half-life of the slow (baseline) estimator; longer than ``halflife``.
         min_observations: returns per symbol before its estimates are published.
         max_out_of_order: ticks older than the latest tick by more than this are skipped.
+        preaverage: block length of the noise-robust pre-averaged estimator
+            (:mod:`monitor.preaveraged`); 0 selects the tick-by-tick Hayashi-Yoshida estimator
+            (:mod:`monitor.covariance`), for noise-free prices only.
     """
 
     halflife: PositiveDuration = _seconds("20m")
     slow_halflife: PositiveDuration = _seconds("24h")
     min_observations: Annotated[int, Meta(ge=2)] = 30
     max_out_of_order: Duration = _seconds("5s")
+    preaverage: Duration = _seconds("5s")
 
 
 class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

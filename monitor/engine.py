@@ -28,8 +28,9 @@ from monitor.correlation import (
     repair_correlation,
     turbulence,
 )
-from monitor.covariance import SECONDS_PER_YEAR, EventTimeCovariance
+from monitor.covariance import SECONDS_PER_YEAR
 from monitor.errors import ConfigError
+from monitor.estimators import make_estimator
 from monitor.ewma import EwmaMoments, MomentsTuple
 from monitor.portfolio import PortfolioModel, PortfolioState
 from monitor.snapshot import MarketRisk, RiskSnapshot, frozen_array
@@ -58,7 +59,7 @@ class EngineState:
     snapshot afresh.
 
     Attributes:
-        covariance: the estimator's arrays, as :meth:`EventTimeCovariance.state` returns them.
+        covariance: the estimator's arrays, as its ``state()`` returns them.
         price: last price per tracked symbol (NaN before its first tick).
         last_ts: latest accepted event time.
         ticks: accepted ticks.
@@ -93,8 +94,11 @@ class Engine:
         self._index = {s: i for i, s in enumerate(self.symbols)}
         self._universe = np.array([self._index[s] for s in config.universe.symbols], np.int64)
         self._uu = np.ix_(self._universe, self._universe)
-        self._cov = EventTimeCovariance(
-            len(self.symbols), [est.halflife, est.slow_halflife], compiled=compiled
+        self._cov = make_estimator(
+            len(self.symbols),
+            [est.halflife, est.slow_halflife],
+            float(est.preaverage),
+            compiled=compiled,
         )
         self._min_obs = est.min_observations
         self._tolerance_s = est.max_out_of_order
@@ -287,6 +291,8 @@ class Engine:
         Without new ticks since the last snapshot, the figures are the last ones at the new
         time: interval figures (turbulence, the P&L moments) advance only with new data.
         """
+        if self._cov.advance_to(ts):
+            self._dirty = True
         if not self._dirty and self._last is not None:
             self._last = dataclasses.replace(self._last, ts=ts)
             return self._last
