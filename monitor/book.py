@@ -33,7 +33,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 MIN_YEARS = 60.0 / SECONDS_PER_YEAR
-"""An option at or past expiry is valued one minute before it: its value is then intrinsic."""
+"""An option in its last minute is valued one minute before expiry (finite Greeks); at or past
+expiry it is worth its intrinsic value (the horizon of a VaR can reach beyond an expiry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,10 @@ class Book:
         ts: float,
         marks: Mapping[str, OptionMark],
     ) -> Valuation:
-        """Revalue under each row of ``prices`` (S x symbols) with IV times ``vol_mult`` (S)."""
+        """Revalue under each row of ``prices`` (S x symbols) with IV times ``vol_mult``.
+
+        ``vol_mult`` is one multiplier per row (S), or one per row and option (S x options).
+        """
         coll_px = _column(prices, self._c_idx)
         collateral = coll_px @ self._c_amount
         lin_px = prices[:, self._linear.idx]
@@ -180,11 +184,18 @@ class Book:
             mark = marks.get(name)
             if mark is not None:
                 iv[i], basis[i] = mark.iv, mark.basis
-        years = np.maximum((self._o_expiry - ts) / SECONDS_PER_YEAR, MIN_YEARS)
+        left = (self._o_expiry - ts) / SECONDS_PER_YEAR
+        years = np.where(left > 0.0, np.maximum(left, MIN_YEARS), 0.0)
         forward = prices[:, self._o_idx] * basis
-        b76 = black76_array(forward, self._o_strike, years, iv * vol_mult[:, None], self._o_call)
+        mult = vol_mult[:, None] if vol_mult.ndim == 1 else vol_mult
+        b76 = black76_array(forward, self._o_strike, years, iv * mult, self._o_call)
         usd = self._o_qty * b76.price / np.where(self._o_inverse, basis, 1.0)
         return usd, b76, basis
+
+    @property
+    def option_index(self) -> IntArray:
+        """Column of each option's underlying in the price rows, in option order."""
+        return self._o_idx
 
     def settlement_index(self) -> int:
         """Column of the settlement currency's price, -1 when it is worth 1 USD."""
