@@ -54,7 +54,7 @@ from monitor.margin import (
     brackets_from_table,
     first_crossing,
     liquidation_distance_sigma,
-    portfolio_margin_from_pnl,
+    portfolio_maintenance,
     roll_shock,
     standard_scenarios,
     tiered_maintenance,
@@ -217,26 +217,23 @@ class AccountModel:
         settle_value = (val.positions / val.settlement).reshape(rows, n_scen)
         pnl = settle_value - settle_value[:, self._pm_base : self._pm_base + 1]
         settle = val.settlement.reshape(rows, n_scen)[:, self._pm_base]
-        out = np.empty(rows)
-        for r in range(rows):
-            index_price = float(prices[r, self._pm_idx])
-            pm = portfolio_margin_from_pnl(
-                pnl[r, : self._pm_standard],
-                pnl[r, self._pm_standard :],
-                index_price,
-                roll_shock_coin=self._roll_shock(prices[r], float(settle[r]), market.ts),
-            )
-            out[r] = pm.maintenance * settle[r]
+        coin = portfolio_maintenance(
+            pnl[:, : self._pm_standard],
+            pnl[:, self._pm_standard :],
+            prices[:, self._pm_idx],
+            self._roll_shock(prices, settle, market.ts),
+        )
+        out: FloatArray = coin * settle
         return out
 
-    def _roll_shock(self, prices: FloatArray, settle: float, ts: float) -> float:
-        """Roll shock of the futures, deltas in the settlement currency."""
-        deltas = []
+    def _roll_shock(self, prices: FloatArray, settle: FloatArray, ts: float) -> FloatArray:
+        """Roll shock of the futures per row, deltas in the settlement currency."""
+        shock = np.zeros(prices.shape[0])
         for (inverse, size, expiry), idx in zip(self._roll, self._roll_idx, strict=True):
-            usd = size if inverse else size * float(prices[idx])
+            usd = np.full(prices.shape[0], size) if inverse else size * prices[:, idx]
             years = 0.0 if expiry is None else max(expiry - ts, 0.0) / SECONDS_PER_YEAR
-            deltas.append((usd / settle, years))
-        return roll_shock(deltas)
+            shock += roll_shock([(1.0, years)]) * np.abs(usd / settle)
+        return shock
 
     # --- liquidation -----------------------------------------------------------------------
 
