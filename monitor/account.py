@@ -130,7 +130,7 @@ class AccountModel:
         self._risk = risk
         self._stress = stress
         self._option_var = (
-            OptionVar(self.book, self.risk_idx, risk) if self.book.option_names else None
+            OptionVar(account, symbols, self.risk_idx, risk) if self.book.option_names else None
         )
         lin = [p for p in account.positions if p.kind == "linear"]
         inv = [p for p in account.positions if p.kind == "inverse"]
