@@ -258,6 +258,14 @@ def test_an_option_expiring_within_the_horizon_settles_at_intrinsic(tmp_path: Pa
     assert_close(ours, reference_tails(legs, 0.0, 0.0, None, years_left=2 / (365 * 24)))
 
 
+def test_an_option_past_expiry_is_worth_its_intrinsic_value(tmp_path: Path) -> None:
+    """Expired an hour ago but still in the book (the venue has not settled it yet)."""
+    legs = BOOKS["short gamma hedged"]
+    config = load(tmp_path, legs, 'distribution = "normal"\nvol_of_vol = 0.5', expiry=TS - 3600.0)
+    ours = account_tails(config)
+    assert_close(ours, reference_tails(legs, 0.5, -0.3, None, years_left=0.0))
+
+
 def test_the_feed_vol_of_vol_replaces_the_configured_one(tmp_path: Path) -> None:
     """An estimated IV variance for the book's option is used in place of [risk] vol_of_vol."""
     legs = BOOKS["long gamma hedged"]
