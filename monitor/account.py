@@ -19,19 +19,27 @@ Everything is a full revaluation of the :class:`~monitor.book.Book` (USD) under 
 - **Stress**: every risk symbol (position underlyings and non-stablecoin collateral) moving by
   the same percentage over the -16%..+16% grid with IV up, unchanged and down, the extended
   moves with IV up, the diversification failure (each symbol ``k_sigma`` of its own horizon
-  sigmas, all the same way, IV up) and configured historical shocks; the projected margin ratio
-  of each. ``stress_loss`` is the worst loss over all of them.
-- **VaR**: options enter through their deltas (delta-equivalent exposures ``delta x price``) in
-  the covariance VaR with the configured distribution (normal when it is Cornish-Fisher, whose
-  shape is estimated for portfolios only); the delta-gamma VaR uses the first three cumulants
-  of ``delta' dS + 1/2 dS' Gamma dS`` with Cornish-Fisher.
+  sigmas, all the same way, IV up), for books with options every IV up and down with prices
+  held (``iv_up``, ``iv_down``), and configured historical shocks; the projected margin ratio
+  of each. ``stress_loss`` is the worst loss over all of them, the extended moves counting
+  ``[stress] extended_coverage`` of their loss (SPAN's convention for its extreme moves: the
+  -66% move on a linear book is a statement about leverage, not a likely loss), capped at the
+  equity of a margined account; ``stress_loss_ratio`` is that over the equity
+  (:func:`monitor.stress.summarise`).
+- **VaR**: books with options: a full-revaluation Monte Carlo of prices, implied volatilities
+  and time decay over the horizon (:mod:`monitor.optionvar`). Linear books: the covariance VaR
+  of the delta-equivalent exposures ``delta x price`` with the configured distribution (normal
+  when it is Cornish-Fisher, whose shape is estimated for portfolios only). The delta-gamma VaR
+  (first three cumulants of ``delta' dS + 1/2 dS' Gamma dS`` into Cornish-Fisher) is a fast
+  estimate beside it, null where the expansion is not monotone (:mod:`monitor.deltagamma`).
+- **Vega**: USD per volatility point (an absolute 0.01 of IV), summed over the symbols.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -39,19 +47,20 @@ import numpy.typing as npt
 from monitor.book import Book, Greeks, OptionMark, Valuation
 from monitor.book_config import AccountConfig, StressConfig
 from monitor.config import RiskConfig
-from monitor.deltagamma import delta_gamma_var
+from monitor.deltagamma import delta_gamma_tails
 from monitor.margin import (
     DERIBIT_BTC,
     Bracket,
     brackets_from_table,
     first_crossing,
     liquidation_distance_sigma,
-    portfolio_margin_from_pnl,
+    portfolio_maintenance,
     roll_shock,
     standard_scenarios,
     tiered_maintenance,
 )
 from monitor.options import SECONDS_PER_YEAR
+from monitor.optionvar import OptionVar
 from monitor.snapshot import (
     AccountRisk,
     Exposure,
@@ -59,7 +68,7 @@ from monitor.snapshot import (
     ScenarioResult,
     TailRisk,
 )
-from monitor.stress import EXTENDED_MOVES, GRID_MOVES
+from monitor.stress import EXTENDED_MOVES, GRID_MOVES, summarise
 from monitor.tails import tail_factors
 
 FloatArray = npt.NDArray[np.float64]
@@ -81,6 +90,7 @@ class MarketState:
         cov_rate: repaired covariance of log returns per second (NaN where not ready).
         ready: symbols whose covariance figures are ready.
         marks: option marks by instrument name.
+        iv_variance: annualised variance of log mark IV by instrument, where estimated.
     """
 
     ts: float
@@ -88,6 +98,7 @@ class MarketState:
     cov_rate: FloatArray
     ready: BoolArray
     marks: Mapping[str, OptionMark]
+    iv_variance: Mapping[str, float] = field(default_factory=dict)
 
 
 class AccountModel:
@@ -118,6 +129,9 @@ class AccountModel:
         self.risk_idx = np.array([index[s] for s in dict.fromkeys(risky)], dtype=np.int64)
         self._risk = risk
         self._stress = stress
+        self._option_var = (
+            OptionVar(account, symbols, self.risk_idx, risk) if self.book.option_names else None
+        )
         lin = [p for p in account.positions if p.kind == "linear"]
         inv = [p for p in account.positions if p.kind == "inverse"]
         self._lin_brackets = [_brackets(p.brackets or account.brackets) for p in lin]
@@ -148,6 +162,8 @@ class AccountModel:
         liquidated = bool(val.margin_balance[0] - mm[0] <= 0.0)
         liquidation = self._liquidation(market, sigmas, liquidated) if margin else ()
         scenarios = self._scenarios(market, val, sigmas)
+        stress = summarise([s.pnl * s.coverage for s in scenarios], float(val.equity[0]), margin)
+        exposures = self._exposures(market, greeks, val)
         return AccountRisk(
             name=self.name,
             margin_model=self.model,
@@ -159,10 +175,13 @@ class AccountModel:
             liquidation_distance_sigma=(
                 self._distance_sigma(market, liquidation, sigmas, greeks.delta) if margin else None
             ),
-            exposures=self._exposures(market, greeks, val),
-            stress_loss=max(0.0, -min(s.pnl for s in scenarios)),
+            exposures=exposures,
+            stress_loss=stress.loss,
+            stress_loss_uncapped=stress.uncapped,
+            stress_loss_ratio=stress.ratio,
+            vega=float(sum(e.vega for e in exposures)),
             scenarios=scenarios,
-            tails=self._tails(market, greeks.delta, sigmas),
+            tails=self._tails(market, greeks.delta, sigmas, float(val.equity[0])),
             delta_gamma=self._delta_gamma(market, greeks.delta, greeks.gamma, sigmas),
         )
 
@@ -198,26 +217,23 @@ class AccountModel:
         settle_value = (val.positions / val.settlement).reshape(rows, n_scen)
         pnl = settle_value - settle_value[:, self._pm_base : self._pm_base + 1]
         settle = val.settlement.reshape(rows, n_scen)[:, self._pm_base]
-        out = np.empty(rows)
-        for r in range(rows):
-            index_price = float(prices[r, self._pm_idx])
-            pm = portfolio_margin_from_pnl(
-                pnl[r, : self._pm_standard],
-                pnl[r, self._pm_standard :],
-                index_price,
-                roll_shock_coin=self._roll_shock(prices[r], float(settle[r]), market.ts),
-            )
-            out[r] = pm.maintenance * settle[r]
+        coin = portfolio_maintenance(
+            pnl[:, : self._pm_standard],
+            pnl[:, self._pm_standard :],
+            prices[:, self._pm_idx],
+            self._roll_shock(prices, settle, market.ts),
+        )
+        out: FloatArray = coin * settle
         return out
 
-    def _roll_shock(self, prices: FloatArray, settle: float, ts: float) -> float:
-        """Roll shock of the futures, deltas in the settlement currency."""
-        deltas = []
+    def _roll_shock(self, prices: FloatArray, settle: FloatArray, ts: float) -> FloatArray:
+        """Roll shock of the futures per row, deltas in the settlement currency."""
+        shock = np.zeros(prices.shape[0])
         for (inverse, size, expiry), idx in zip(self._roll, self._roll_idx, strict=True):
-            usd = size if inverse else size * float(prices[idx])
+            usd = np.full(prices.shape[0], size) if inverse else size * prices[:, idx]
             years = 0.0 if expiry is None else max(expiry - ts, 0.0) / SECONDS_PER_YEAR
-            deltas.append((usd / settle, years))
-        return roll_shock(deltas)
+            shock += roll_shock([(1.0, years)]) * np.abs(usd / settle)
+        return shock
 
     # --- liquidation -----------------------------------------------------------------------
 
@@ -293,6 +309,9 @@ class AccountModel:
         grid = [(m, v) for m in GRID_MOVES for v in (up, 1.0, down)]
         groups.append(("grid", *self._uniform(market, [g[0] for g in grid], [g[1] for g in grid])))
         groups.append(("extended", *self._uniform(market, EXTENDED_MOVES, [up] * 4)))
+        if len(self.book.option_names):
+            groups.append(("iv_up", market.price[None, :], np.array([up])))
+            groups.append(("iv_down", market.price[None, :], np.array([down])))
         if sigmas is not None:
             rows = np.repeat(market.price[None, :], 2, axis=0)
             shift = np.outer([-1.0, 1.0], st.k_sigma * sigmas)
@@ -304,7 +323,12 @@ class AccountModel:
             for symbol, move in shock.moves.items():
                 row[index[symbol]] *= 1.0 + move
             groups.append((shock.name, row[None, :], np.array([up if shock.vol_up else 1.0])))
-        return tuple(self._scenario(name, r, m, market, val) for name, r, m in groups)
+        return tuple(
+            self._scenario(
+                name, r, m, market, val, st.extended_coverage if name == "extended" else 1.0
+            )
+            for name, r, m in groups
+        )
 
     def _uniform(
         self, market: MarketState, moves: Sequence[float], mults: Sequence[float], only: int = -1
@@ -316,7 +340,13 @@ class AccountModel:
         return rows, np.asarray(mults, dtype=np.float64)
 
     def _scenario(
-        self, name: str, rows: FloatArray, mults: FloatArray, market: MarketState, val: Valuation
+        self,
+        name: str,
+        rows: FloatArray,
+        mults: FloatArray,
+        market: MarketState,
+        val: Valuation,
+        coverage: float,
     ) -> ScenarioResult:
         shocked = self.book.value(rows, mults, market.ts, market.marks)
         pnl = shocked.equity - val.equity[0]
@@ -324,7 +354,7 @@ class AccountModel:
         if self.model != "cash":
             mm = self.maintenance(rows, mults, market, shocked)
             ratio = float(_ratio(mm, shocked.margin_balance).max())
-        return ScenarioResult(name, float(pnl.min()), ratio)
+        return ScenarioResult(name, float(pnl.min()), ratio, coverage)
 
     def _exposures(
         self, market: MarketState, greeks: Greeks, val: Valuation
@@ -334,9 +364,12 @@ class AccountModel:
         moves = [m for m in GRID_MOVES for _ in range(3)] + list(EXTENDED_MOVES)
         mults = [up, 1.0, down] * len(GRID_MOVES) + [up] * len(EXTENDED_MOVES)
         out = []
+        weight = np.ones(len(moves))
+        weight[len(GRID_MOVES) * 3 :] = st.extended_coverage
         for u in self.risk_idx:
             rows, mult = self._uniform(market, moves, mults, only=int(u))
             pnl = self.book.value(rows, mult, market.ts, market.marks).equity - val.equity[0]
+            pnl = pnl * weight
             price = float(market.price[u])
             out.append(
                 Exposure(
@@ -366,13 +399,17 @@ class AccountModel:
         return out
 
     def _tails(
-        self, market: MarketState, delta: FloatArray, sigmas: FloatArray | None
+        self, market: MarketState, delta: FloatArray, sigmas: FloatArray | None, equity: float
     ) -> tuple[TailRisk, ...]:
         levels = self._risk.confidence
         if sigmas is None:
             return tuple(TailRisk(c) for c in levels)
-        e = delta[self.risk_idx] * market.price[self.risk_idx]
         cov_h = self._cov_h(market)
+        if self._option_var is not None:
+            return self._option_var.tails(
+                market.ts, market.price, cov_h, equity, market.marks, market.iv_variance
+            )
+        e = delta[self.risk_idx] * market.price[self.risk_idx]
         sigma = math.sqrt(max(float(e @ cov_h @ e), 0.0))
         euler = e * (cov_h @ e) / sigma if sigma > 0 else np.zeros_like(e)
         dist = "normal" if self._risk.distribution == "cornish-fisher" else self._risk.distribution
@@ -400,11 +437,10 @@ class AccountModel:
         r = self.risk_idx
         price = market.price[r]
         cov_ds = self._cov_h(market) * np.outer(price, price)
-        out = []
-        for c in levels:
-            dg = delta_gamma_var(delta[r], np.diag(gamma[r]), cov_ds, c)
-            out.append(TailRisk(confidence=c, var=dg.var, cvar=dg.es))
-        return tuple(out)
+        tails = delta_gamma_tails(delta[r], np.diag(gamma[r]), cov_ds, levels)
+        if tails is None:
+            return tuple(TailRisk(c) for c in levels)
+        return tuple(TailRisk(confidence=t.confidence, var=t.var, cvar=t.es) for t in tails)
 
 
 class _Rows:

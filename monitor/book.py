@@ -27,13 +27,14 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.book_config import AccountConfig, BookPosition
-from monitor.options import SECONDS_PER_YEAR, Black76Array, black76_array
+from monitor.options import SECONDS_PER_YEAR, Black76Array, black76_array, black76_price
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 MIN_YEARS = 60.0 / SECONDS_PER_YEAR
-"""An option at or past expiry is valued one minute before it: its value is then intrinsic."""
+"""An option in its last minute is valued one minute before expiry (finite Greeks); at or past
+expiry it is worth its intrinsic value (the horizon of a VaR can reach beyond an expiry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,10 @@ class Book:
         ts: float,
         marks: Mapping[str, OptionMark],
     ) -> Valuation:
-        """Revalue under each row of ``prices`` (S x symbols) with IV times ``vol_mult`` (S)."""
+        """Revalue under each row of ``prices`` (S x symbols) with IV times ``vol_mult``.
+
+        ``vol_mult`` is one multiplier per row (S), or one per row and option (S x options).
+        """
         coll_px = _column(prices, self._c_idx)
         collateral = coll_px @ self._c_amount
         lin_px = prices[:, self._linear.idx]
@@ -142,7 +146,7 @@ class Book:
             + (inv_px / inv.entry - 1.0) @ inv.qty  # Q (1/entry - 1/S) coins at S each
         )
         if len(self.option_names):
-            positions = positions + self._options(prices, vol_mult, ts, marks)[0].sum(axis=1)
+            positions = positions + self._option_values(prices, vol_mult, ts, marks).sum(axis=1)
         return Valuation(
             collateral=collateral,
             collateral_margin=coll_px @ (self._c_amount * self._c_keep),
@@ -174,17 +178,39 @@ class Book:
         self, prices: FloatArray, vol_mult: FloatArray, ts: float, marks: Mapping[str, OptionMark]
     ) -> tuple[FloatArray, Black76Array, FloatArray]:
         """USD value per option (S x options), the Black-76 arrays, and the basis per option."""
+        forward, years, vol, basis = self._inputs(prices, vol_mult, ts, marks)
+        b76 = black76_array(forward, self._o_strike, years, vol, self._o_call)
+        usd = self._o_qty * b76.price / np.where(self._o_inverse, basis, 1.0)
+        return usd, b76, basis
+
+    def _option_values(
+        self, prices: FloatArray, vol_mult: FloatArray, ts: float, marks: Mapping[str, OptionMark]
+    ) -> FloatArray:
+        """USD value per option (S x options), without the Greeks."""
+        forward, years, vol, basis = self._inputs(prices, vol_mult, ts, marks)
+        price = black76_price(forward, self._o_strike, years, vol, self._o_call)
+        out: FloatArray = self._o_qty * price / np.where(self._o_inverse, basis, 1.0)
+        return out
+
+    def _inputs(
+        self, prices: FloatArray, vol_mult: FloatArray, ts: float, marks: Mapping[str, OptionMark]
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Forward, years to expiry, volatility (S x options) and basis per option."""
         iv = self._o_iv.copy()
         basis = np.ones(len(self.option_names))
         for i, name in enumerate(self.option_names):
             mark = marks.get(name)
             if mark is not None:
                 iv[i], basis[i] = mark.iv, mark.basis
-        years = np.maximum((self._o_expiry - ts) / SECONDS_PER_YEAR, MIN_YEARS)
-        forward = prices[:, self._o_idx] * basis
-        b76 = black76_array(forward, self._o_strike, years, iv * vol_mult[:, None], self._o_call)
-        usd = self._o_qty * b76.price / np.where(self._o_inverse, basis, 1.0)
-        return usd, b76, basis
+        left = (self._o_expiry - ts) / SECONDS_PER_YEAR
+        years = np.where(left > 0.0, np.maximum(left, MIN_YEARS), 0.0)
+        mult = vol_mult[:, None] if vol_mult.ndim == 1 else vol_mult
+        return prices[:, self._o_idx] * basis, years, iv * mult, basis
+
+    @property
+    def option_index(self) -> IntArray:
+        """Column of each option's underlying in the price rows, in option order."""
+        return self._o_idx
 
     def settlement_index(self) -> int:
         """Column of the settlement currency's price, -1 when it is worth 1 USD."""

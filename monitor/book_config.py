@@ -157,6 +157,10 @@ class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
             yield self.settlement_symbol
 
 
+BUILTIN_SCENARIOS = ("grid", "extended", "diversification_failure", "iv_up", "iv_down")
+"""Scenario names riskmon gives its own scenarios; a configured shock takes another name."""
+
+
 class ShockConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One historical shock: a fractional move per engine symbol (-0.39 = -39%).
 
@@ -176,12 +180,15 @@ class StressConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             horizon sigmas, all in the same direction, with volatility up.
         vol_up: relative implied-volatility rise of the vol-up scenarios (0.5 = +50%).
         vol_down: relative implied-volatility fall of the vol-down scenarios.
+        extended_coverage: share of the extended moves' (-66%, -33%, +50%, +100%) P&L that
+            counts towards ``stress_loss``, as SPAN counts a fraction of its extreme moves.
         shocks: historical shocks.
     """
 
     k_sigma: Annotated[float, Meta(gt=0.0)] = 3.0
     vol_up: Annotated[float, Meta(ge=0.0)] = 0.5
     vol_down: Annotated[float, Meta(ge=0.0, lt=1.0)] = 0.25
+    extended_coverage: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.35
     shocks: tuple[ShockConfig, ...] = ()
 
 

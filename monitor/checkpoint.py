@@ -42,6 +42,7 @@ from monitor.errors import CheckpointError
 from monitor.estimators import make_estimator, reindex_estimator_state
 from monitor.ewma import MomentsTuple
 from monitor.rules import RuleEngine, RuleInstanceState, RuleKey
+from monitor.volofvol import IvState
 
 FORMAT = "riskmon-checkpoint"
 FORMAT_VERSION = 1
@@ -304,6 +305,7 @@ def _remap(
         previous=_remap_previous(saved.previous, o, m, len(new.symbols)),
         ar_moments=saved.ar_moments if old.universe == new.universe else base.ar_moments,
         portfolio_moments=moments,
+        iv_history=saved.iv_history,
     )
 
 
@@ -329,6 +331,7 @@ class _EngineScalars(msgspec.Struct, forbid_unknown_fields=True):
     previous_ts: float | None
     ar_moments: tuple[MomentsTuple, MomentsTuple]
     portfolio_moments: dict[str, tuple[MomentsTuple, MomentsTuple]]
+    iv_history: dict[str, IvState] = {}
 
 
 class _Header(msgspec.Struct, forbid_unknown_fields=True):
@@ -350,6 +353,7 @@ def _encode(checkpoint: Checkpoint) -> bytes:
         None if prev is None else prev[0],
         state.ar_moments,
         dict(state.portfolio_moments),
+        dict(state.iv_history),
     )
     header = _Header(FORMAT, cp.version, cp.fingerprint, cp.clock_next, scalars, cp.rules, cp.bus)
     text = json.dumps(msgspec.to_builtins(header))
@@ -386,6 +390,7 @@ def _decode(raw: bytes) -> Checkpoint:
         previous=previous,
         ar_moments=e.ar_moments,
         portfolio_moments=e.portfolio_moments,
+        iv_history=e.iv_history,
     )
     return Checkpoint(
         header.fingerprint, engine, header.rules, header.clock_next, header.version, header.bus

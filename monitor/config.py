@@ -105,12 +105,21 @@ class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
         confidence: confidence levels, sorted ascending, at most three decimals each.
         distribution: return distribution assumed for VaR.
         dof: degrees of freedom of the Student-t distribution.
+        option_paths: Monte Carlo paths of the full-revaluation VaR of books with options (a
+            power of two: they are the points of a scrambled Sobol sequence).
+        vol_of_vol: annualised volatility of log implied volatility, used until the mark IVs of
+            the feed give an estimate (see :mod:`monitor.volofvol`).
+        spot_vol_correlation: correlation of each underlying's log IV change with its log
+            return over the horizon.
     """
 
     horizon: PositiveDuration = _seconds("1d")
     confidence: Annotated[tuple[Confidence, ...], Meta(min_length=1)] = (0.95, 0.99)
     distribution: Distribution = "student-t"
     dof: Annotated[float, Meta(gt=2)] = 4.0
+    option_paths: Annotated[int, Meta(ge=256, le=1 << 20)] = 8192
+    vol_of_vol: Annotated[float, Meta(ge=0.0, le=10.0)] = 1.0
+    spot_vol_correlation: Annotated[float, Meta(ge=-1.0, le=1.0)] = -0.3
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monitor.book_config import account_problems
+from monitor.book_config import BUILTIN_SCENARIOS, account_problems
 from monitor.bus_config import bus_problems
 from monitor.durations import format_duration
 from monitor.metrics_catalogue import MetricKind, MetricSpec, lookup_metric
@@ -183,6 +183,9 @@ def _risk_problems(risk: RiskConfig) -> Iterator[Problem]:
     if (dup := _first_duplicate(risk.confidence)) is not None:
         detail = f"duplicate level {risk.confidence[dup]}; expected each level once"
         yield Problem(("risk", "confidence", dup), detail)
+    if risk.option_paths & (risk.option_paths - 1):
+        detail = f"expected a power of two (Sobol points), e.g. 8192, got {risk.option_paths}"
+        yield Problem(("risk", "option_paths"), detail)
 
 
 def _account_problems(config: Config) -> Iterator[Problem]:
@@ -190,7 +193,14 @@ def _account_problems(config: Config) -> Iterator[Problem]:
     for index, account in enumerate(config.accounts):
         for where, detail in account_problems(account):
             yield Problem(("accounts", index, *where), detail)
-    for index, shock in enumerate(config.stress.shocks):
+    shocks = config.stress.shocks
+    if (dup := _first_duplicate([s.name for s in shocks])) is not None:
+        detail = f'duplicate name "{shocks[dup].name}"; expected each name once'
+        yield Problem(("stress", "shocks", dup, "name"), detail)
+    for index, shock in enumerate(shocks):
+        if shock.name in BUILTIN_SCENARIOS:
+            detail = f'"{shock.name}" names a built-in scenario; expected another name'
+            yield Problem(("stress", "shocks", index, "name"), detail)
         for symbol in shock.moves:
             if symbol not in config.tracked_symbols:
                 detail = f'"{symbol}" is not a tracked symbol'

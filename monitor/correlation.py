@@ -25,6 +25,11 @@ _ARMIJO = 1e-4
 # below the rounding of the sum, so the line search tolerates that much (relative) increase.
 _ROUNDING_SLACK = 1e-11
 
+TURBULENCE_EIGEN_FLOOR = 1e-2
+"""Smallest eigenvalue of the correlation matrix that turbulence divides by (see turbulence)."""
+TURBULENCE_MAX_FLOORED_SHARE = 0.5
+"""Turbulence is None when a larger share of the correlation eigenvalues is below the floor."""
+
 
 def correlation_from_covariance(cov: FloatArray) -> FloatArray:
     """Correlation matrix of a covariance matrix (unit diagonal, entries clipped to [-1, 1])."""
@@ -237,14 +242,38 @@ def bets_from_eigenvalues(vals: FloatArray) -> float:
     return float(math.exp(-float(np.sum(p * np.log(p)))))
 
 
-def turbulence(returns: FloatArray, cov: FloatArray) -> float:
+def turbulence(returns: FloatArray, cov: FloatArray) -> float | None:
     """Mahalanobis distance r' Sigma^-1 r of a zero-mean return vector (Kritzman & Li, 2010).
 
     ``cov`` must be the covariance of returns over the same interval. Chi-square with N degrees
-    of freedom under normality, so its mean is N. A singular ``cov`` uses the pseudo-inverse.
+    of freedom under normality, so its mean is N and its median about ``N (1 - 2 / (9N))^3``.
+
+    The inverse is a well-conditioned one, never a plain solve: the PSD repair of asynchronous
+    estimates leaves exact zero eigenvalues, where ``np.linalg.solve`` divides by rounding
+    noise (values down to -1e17 were seen). The distance does not change when each asset is
+    rescaled, so it is computed on standardised returns ``z = r / sd`` with the correlation
+    matrix ``C`` (whose conditioning then reflects dependence only, not a quiet stablecoin next
+    to a volatile coin): ``d = sum_i (v_i' z)^2 / max(lambda_i, TURBULENCE_EIGEN_FLOOR)`` over
+    the eigenpairs of ``C``. The floor is in correlation units (the mean eigenvalue is 1): a
+    direction whose variance is estimated below 1% of an average asset's cannot be told from
+    zero by an EWMA estimate, and flooring it keeps a return along it from reading as an
+    arbitrarily large distance. Floored directions can only lower the figure, so it stays >= 0.
+
+    Returns:
+        The distance (>= 0), or None when it cannot be said: inputs not finite, a variance not
+        positive, or more than half of the eigenvalues below the floor (the matrix then resolves
+        fewer than N / 2 directions; see :data:`TURBULENCE_MAX_FLOORED_SHARE`).
     """
-    try:
-        solved = np.linalg.solve(cov, returns)
-    except np.linalg.LinAlgError:
-        solved = np.linalg.pinv(cov, hermitian=True) @ returns
-    return float(returns @ solved)
+    if not (np.isfinite(returns).all() and np.isfinite(cov).all()):
+        return None
+    var = np.diag(cov)
+    if returns.size == 0 or not (var > 0.0).all():
+        return None
+    sd = np.sqrt(var)
+    corr = cov / np.outer(sd, sd)
+    vals, vecs = np.linalg.eigh(0.5 * (corr + corr.T))
+    floored = vals < TURBULENCE_EIGEN_FLOOR
+    if floored.sum() > TURBULENCE_MAX_FLOORED_SHARE * len(vals):
+        return None
+    projected = vecs.T @ (returns / sd)
+    return float(np.sum(projected**2 / np.maximum(vals, TURBULENCE_EIGEN_FLOOR)))

@@ -12,17 +12,28 @@ matrix ``G`` (both in base currency per unit of underlying) changes value by
 mean ``-k1``, variance ``k2`` and third cumulant ``-k3``; its VaR and ES come from the
 Cornish-Fisher expansion with the skewness ``-k3 / k2^1.5`` (excess kurtosis left at zero:
 three cumulants, as the method prescribes).
+
+Validity guard. The expansion is a quantile function only where it increases. Hedged option
+books have loss skews of -2 (long gamma) to +2 (short gamma) and beyond, where it turns down
+before the 99% quantile: a delta-neutral short call then read a 99% VaR below its 95% one, a
+long call a negative 99% VaR. :func:`delta_gamma_tails` therefore returns the figures only
+when ``z_cf`` increases over ``[0, z_max]``, from the median to the highest confidence used,
+and None otherwise: it is a fast estimate beside the full-revaluation Monte Carlo
+(:mod:`monitor.optionvar`), which is what an account reports as its VaR. Valid figures are
+floored at zero (a VaR cannot be negative) with ES at least the VaR.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 
-from monitor.tails import cornish_fisher_factors
+from monitor.tails import cornish_fisher_factors, cornish_fisher_monotone
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -75,3 +86,22 @@ def delta_gamma_var(
         es=-c.k1 + sigma * factors.es,
         cumulants=c,
     )
+
+
+def delta_gamma_tails(
+    delta: FloatArray, gamma: FloatArray, cov: FloatArray, confidence: Sequence[float]
+) -> list[DeltaGammaRisk] | None:
+    """Delta-gamma VaR and ES at each level, or None where Cornish-Fisher is not monotone.
+
+    See the module docstring for the guard; valid figures satisfy ``0 <= VaR <= ES``.
+    """
+    c = cumulants(delta, gamma, cov)
+    z_max = float(stats.norm.ppf(max(confidence)))
+    if not cornish_fisher_monotone(c.loss_skew, 0.0, z_max):
+        return None
+    out = []
+    for level in confidence:
+        risk = delta_gamma_var(delta, gamma, cov, level)
+        var = max(risk.var, 0.0)
+        out.append(DeltaGammaRisk(level, var, max(risk.es, var), c))
+    return out

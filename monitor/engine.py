@@ -10,7 +10,7 @@ import dataclasses
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from monitor.estimators import make_estimator
 from monitor.ewma import EwmaMoments, MomentsTuple
 from monitor.portfolio import PortfolioModel, PortfolioState
 from monitor.snapshot import MarketRisk, RiskSnapshot, frozen_array
+from monitor.volofvol import IvHistory, IvState
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -67,6 +68,7 @@ class EngineState:
         previous: (time, log prices, covariance per second) of the last computed snapshot.
         ar_moments: fast and slow moments of the absorption ratio.
         portfolio_moments: P&L shape and interval moments by portfolio name.
+        iv_history: mark-IV history per option instrument (:class:`~monitor.volofvol.IvHistory`).
     """
 
     covariance: Mapping[str, npt.NDArray[Any]]
@@ -77,6 +79,7 @@ class EngineState:
     previous: tuple[float, FloatArray, FloatArray] | None
     ar_moments: tuple[MomentsTuple, MomentsTuple]
     portfolio_moments: Mapping[str, tuple[MomentsTuple, MomentsTuple]]
+    iv_history: Mapping[str, IvState] = field(default_factory=dict)
 
 
 class Engine:
@@ -111,6 +114,7 @@ class Engine:
         self._previous: _Previous | None = None
         self._ar_fast = EwmaMoments(est.halflife)
         self._ar_slow = EwmaMoments(est.slow_halflife)
+        self._iv = IvHistory(est.slow_halflife, est.min_observations)
         self._portfolios = [
             PortfolioModel(p, self._index, config.risk, est) for p in config.portfolios
         ]
@@ -175,6 +179,7 @@ class Engine:
             else (prev.ts, frozen_array(prev.logp), frozen_array(prev.cov_rate)),
             ar_moments=(self._ar_fast.to_tuple(), self._ar_slow.to_tuple()),
             portfolio_moments={m.name: m.export_state() for m in self._portfolios},
+            iv_history=self._iv.export_state(),
         )
 
     def import_state(self, state: EngineState) -> None:
@@ -199,6 +204,7 @@ class Engine:
         )
         self._ar_fast = EwmaMoments.from_tuple(state.ar_moments[0])
         self._ar_slow = EwmaMoments.from_tuple(state.ar_moments[1])
+        self._iv.import_state(state.iv_history)
         for model in self._portfolios:
             if model.name in state.portfolio_moments:
                 model.import_state(state.portfolio_moments[model.name])
@@ -316,7 +322,10 @@ class Engine:
         previous = self._previous_pair() if advance else None
         state = PortfolioState(ts, self._price, logp, cov_rate, ready, previous)
         portfolios = tuple(model.risk(state) for model in self._portfolios)
-        books = MarketState(ts, self._price, cov_rate, ready, self.marks())
+        marks = self.marks()
+        if advance:
+            self._iv.update(ts, marks)
+        books = MarketState(ts, self._price, cov_rate, ready, marks, self._iv.annual_variance())
         accounts = tuple(model.risk(books) for model in self._accounts)
         if advance:
             self._previous = _Previous(ts, logp, cov_rate)

@@ -350,6 +350,34 @@ def portfolio_margin_from_pnl(
     )
 
 
+def portfolio_maintenance(
+    standard: FloatArray,
+    extended_raw: FloatArray,
+    index_price: FloatArray,
+    roll_shock_coin: FloatArray,
+    params: RiskMatrixParams = DERIBIT_BTC,
+) -> FloatArray:
+    """The maintenance of :func:`portfolio_margin_from_pnl` for many rows at once, in coin.
+
+    Args:
+        standard: PnL (coin), rows x :func:`standard_scenarios`.
+        extended_raw: unscaled PnL (coin), rows x ``params.extended_moves``, under vol up.
+        index_price: index price per row, USD.
+        roll_shock_coin: roll shock per row (no delta shock).
+        params: model parameters.
+    """
+    moves = np.asarray(params.extended_moves)
+    edge = 1.0 + np.copysign(params.price_range, moves)
+    scale = params.extended_table_factor * (1.0 + moves) * params.price_range / np.abs(moves)
+    scaled = extended_raw * (scale / edge)
+    ratio = np.maximum(np.abs(moves) / params.price_range, 1.0)
+    damp = (ratio - 1.0) * params.extended_dampener_usd / (index_price[:, None] * edge)
+    extended = np.sign(scaled) * np.maximum(np.abs(scaled) - damp, 0.0)
+    worst = np.maximum(0.0, -np.minimum(standard.min(axis=1), extended.min(axis=1)))
+    out: FloatArray = params.mm_factor * (worst + roll_shock_coin)
+    return out
+
+
 # --- Distance to liquidation -------------------------------------------------------------------
 
 
@@ -419,8 +447,11 @@ def first_crossing(
     """The liquidated end of the first scan step from 0 toward ``end`` that crosses, bisected.
 
     None when no scan point up to ``end`` is liquidated (same assumptions as
-    :func:`liquidation_move`). ``scan``, when given, tests all scan points in one vectorised
-    call (it must agree with ``liquidated``); bisection then uses ``liquidated``.
+    :func:`liquidation_move`). ``scan``, when given, tests many points in one vectorised call
+    (it must agree with ``liquidated``): the scan, then a search that cuts the step in
+    :data:`REFINE_POINTS` pieces at a time (5 vectorised calls to 1e-7 of a 40-point scan where
+    bisection makes 18 single ones; a Deribit-style margin costs nearly the same for one row
+    as for sixteen).
     """
     points = np.linspace(0.0, end, scan_points + 1)[1:]
     if scan is not None:
@@ -429,13 +460,32 @@ def first_crossing(
             return None
         first = int(hits[0])
         safe = 0.0 if first == 0 else float(points[first - 1])
-        return _bisect(liquidated, safe, float(points[first]), tol)
+        return _refine(scan, safe, float(points[first]), tol)
     safe = 0.0
     for bad in points:
         if liquidated(float(bad)):
             return _bisect(liquidated, safe, float(bad), tol)
         safe = float(bad)
     return None
+
+
+REFINE_POINTS = 16
+
+
+def _refine(
+    scan: Callable[[FloatArray], npt.NDArray[np.bool_]], safe: float, bad: float, tol: float
+) -> float:
+    """Narrow ``[safe, bad]`` to ``tol`` by ``REFINE_POINTS``-section; the liquidated end."""
+    for _ in range(200):
+        if abs(bad - safe) <= tol:
+            break
+        inner = np.linspace(safe, bad, REFINE_POINTS + 1)[1:-1]
+        hits = np.flatnonzero(scan(inner))
+        if len(hits):
+            bad = float(inner[hits[0]])
+        if not len(hits) or hits[0] > 0:
+            safe = float(inner[hits[0] - 1]) if len(hits) else float(inner[-1])
+    return bad
 
 
 def _bisect(liquidated: Callable[[float], bool], safe: float, bad: float, tol: float) -> float:

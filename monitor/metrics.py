@@ -251,7 +251,14 @@ _ACCOUNT_SCALARS = {
         "Nearest liquidation in sigmas of the current covariance over the horizon.",
         "liquidation_distance_sigma",
     ),
-    "account_stress_loss": ("Worst loss over the stress scenarios.", "stress_loss"),
+    "account_stress_loss": (
+        "Worst stress loss (extended moves at their coverage), capped at the equity of a "
+        "margined account.",
+        "stress_loss",
+    ),
+    "account_stress_loss_uncapped": ("Worst stress loss without the cap.", "stress_loss_uncapped"),
+    "account_stress_loss_ratio": ("Stress loss over equity; 1: wiped out.", "stress_loss_ratio"),
+    "account_net_vega": ("Vega of the book, base currency per volatility point.", "vega"),
 }
 
 
@@ -306,9 +313,9 @@ def _account_greeks(snap: RiskSnapshot) -> Iterator[Metric]:
                 family.add_metric([a.name, e.symbol], getattr(e, attr))
         yield family
     for name, doc in (
-        ("account_var", "Delta-equivalent value at risk over the horizon."),
-        ("account_cvar", "Delta-equivalent expected shortfall over the horizon."),
-        ("account_delta_gamma_var", "Delta-gamma Cornish-Fisher value at risk."),
+        ("account_var", "VaR over the horizon: full-revaluation Monte Carlo with options."),
+        ("account_cvar", "Expected shortfall over the horizon, as account_var."),
+        ("account_delta_gamma_var", "Delta-gamma Cornish-Fisher VaR, where it is monotone."),
     ):
         family = _gauge(name, doc, ["account", "confidence"])
         for a in snap.accounts:

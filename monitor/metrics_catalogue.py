@@ -74,6 +74,8 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType(
         "margin_ratio": _ACCOUNT,
         "liquidation_distance_sigma": _ACCOUNT,
         "stress_loss": _ACCOUNT,
+        "stress_loss_ratio": _ACCOUNT,
+        "vega": _ACCOUNT,
         "feed_staleness_seconds": _FEED,
     }
 )

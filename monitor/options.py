@@ -187,6 +187,27 @@ def black76_array(
     )
 
 
+def black76_price(
+    forward: npt.ArrayLike,
+    strike: npt.ArrayLike,
+    t_years: npt.ArrayLike,
+    vol: npt.ArrayLike,
+    is_call: npt.ArrayLike,
+) -> FloatArray:
+    """Undiscounted Black-76 values only (revaluation grids), as :func:`black76_array`'s price.
+
+    Raises:
+        ValueError: when an input is out of its domain or not finite.
+    """
+    f, k, t, v = (np.asarray(x, dtype=np.float64) for x in (forward, strike, t_years, vol))
+    _check_domain(f, k, t, v, np.zeros(1))
+    std = v * np.sqrt(t)
+    d1 = _d1(f, k, std)
+    sign = np.where(np.asarray(is_call, dtype=bool), 1.0, -1.0)
+    out: FloatArray = sign * (f * _norm_cdf(sign * d1) - k * _norm_cdf(sign * (d1 - std)))
+    return out
+
+
 def black76(
     forward: float,
     strike: float,

@@ -119,14 +119,19 @@ class ScenarioResult:
 
     Attributes:
         name: ``grid`` (the worst of the standard grid), ``extended``,
-            ``diversification_failure`` or a configured historical shock.
-        pnl: change of the account's equity, USD (negative = loss).
+            ``diversification_failure``, ``iv_up`` and ``iv_down`` (books with options: every
+            implied volatility times ``1 + [stress] vol_up`` or ``1 - vol_down``, prices held)
+            or a configured historical shock.
+        pnl: change of the account's equity, USD (negative = loss), in full.
         margin_ratio: the projected margin ratio (None for cash accounts).
+        coverage: the share of ``pnl`` that counts towards the account's ``stress_loss``
+            (``[stress] extended_coverage`` for the extended moves, 1 otherwise).
     """
 
     name: str
     pnl: float
     margin_ratio: float | None = None
+    coverage: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +170,17 @@ class AccountRisk:
             the smaller of the move along the covariance's worst direction for the book's
             deltas and the nearest single-symbol move (see :mod:`monitor.account`).
         exposures: Greeks per symbol.
-        stress_loss: the worst loss over every scenario, USD (>= 0).
+        stress_loss: the worst loss over the scenarios (each P&L times its coverage), capped
+            at what the account can lose: its equity, for margined accounts (USD, >= 0).
+        stress_loss_uncapped: the same worst loss without the cap.
+        stress_loss_ratio: ``stress_loss / equity``: 1 when a scenario takes all of a margined
+            account's equity (or it has none left); a cash account's may exceed 1.
+        vega: the book's vega, USD per volatility point (IV 0.60 -> 0.61), summed over symbols.
         scenarios: results per scenario.
-        tails: delta-equivalent VaR and CVaR (options by their deltas), per confidence.
-        delta_gamma: delta-gamma Cornish-Fisher VaR and CVaR, per confidence.
+        tails: VaR and CVaR per confidence: a full-revaluation Monte Carlo for books with
+            options (:mod:`monitor.optionvar`), the covariance VaR of the deltas otherwise.
+        delta_gamma: delta-gamma Cornish-Fisher VaR and CVaR, per confidence; None where the
+            expansion is not monotone (see :mod:`monitor.deltagamma`).
     """
 
     name: str
@@ -181,6 +193,9 @@ class AccountRisk:
     liquidation_distance_sigma: float | None = None
     exposures: tuple[Exposure, ...] = ()
     stress_loss: float | None = None
+    stress_loss_uncapped: float | None = None
+    stress_loss_ratio: float | None = None
+    vega: float | None = None
     scenarios: tuple[ScenarioResult, ...] = ()
     tails: tuple[TailRisk, ...] = ()
     delta_gamma: tuple[TailRisk, ...] = ()
@@ -242,7 +257,9 @@ _PORTFOLIO = frozenset(
     {"portfolio_value", "portfolio_volatility", "diversification_ratio", "diversification_benefit"}
 )
 _TAIL_PREFIXES = ("stressed_var_", "cvar_", "var_")
-_ACCOUNT = frozenset({"margin_ratio", "liquidation_distance_sigma", "stress_loss"})
+_ACCOUNT = frozenset(
+    {"margin_ratio", "liquidation_distance_sigma", "stress_loss", "stress_loss_ratio", "vega"}
+)
 
 
 def metric_value(

@@ -137,3 +137,33 @@ def diversification_failure(
         scenario_pnl(legs, spots, down, 1.0 + VOL_UP), scenario_pnl(legs, spots, up, 1.0 + VOL_UP)
     )
     return max(0.0, -worst)
+
+
+@dataclass(frozen=True, slots=True)
+class StressSummary:
+    """An account's headline stress figures (see :func:`summarise`)."""
+
+    loss: float
+    uncapped: float
+    ratio: float | None
+
+
+def summarise(weighted_pnl: Sequence[float], equity: float, capped: bool) -> StressSummary:
+    """Worst loss over scenario P&Ls (each already times its coverage), capped and as a ratio.
+
+    What an account can lose is its equity: a margined account is liquidated before it goes
+    below zero, and the deficit of a gap through the liquidation price falls on the venue's
+    insurance fund, not on the account. ``capped`` accounts (margined) report at most their
+    equity and a ratio in [0, 1] (1 with no equity left). A cash account has no liquidation:
+    its loss is not capped, and its ratio exceeds 1 when a scenario takes more than it has.
+
+    Args:
+        weighted_pnl: equity change per scenario times its coverage, USD.
+        equity: the account's equity now, USD.
+        capped: whether the account's loss stops at its equity.
+    """
+    uncapped = max(0.0, -min(weighted_pnl, default=0.0))
+    if equity <= 0.0:
+        return StressSummary(0.0 if capped else uncapped, uncapped, 1.0 if capped else None)
+    loss = min(uncapped, equity) if capped else uncapped
+    return StressSummary(loss, uncapped, loss / equity)

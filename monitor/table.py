@@ -117,15 +117,20 @@ ACCOUNT_COLUMNS = (
     "margin_ratio",
     "liquidation_distance_sigma",
     "stress_loss",
+    "stress_loss_uncapped",
+    "stress_loss_ratio",
+    "vega",
 )
 
 
 class AccountTable:
     """Rows of ``accounts.parquet``: one per account per snapshot.
 
-    Columns: ``ts``, ``account``, :data:`ACCOUNT_COLUMNS`, then ``var_D`` (delta-equivalent)
-    and ``dg_var_D`` (delta-gamma) per confidence, and ``liq_down:<S>`` / ``liq_up:<S>``, the
-    liquidating move of each symbol alone. Figures that are not ready are null.
+    Columns: ``ts``, ``account``, :data:`ACCOUNT_COLUMNS`, then ``var_D`` (the account's VaR:
+    full-revaluation Monte Carlo for books with options, delta-equivalent otherwise) and
+    ``dg_var_D`` (delta-gamma, null where Cornish-Fisher is not monotone) per confidence, and
+    ``liq_down:<S>`` / ``liq_up:<S>``, the liquidating move of each symbol alone. Figures that
+    are not ready are null.
     """
 
     def __init__(self, confidences: Sequence[float]) -> None:

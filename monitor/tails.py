@@ -61,6 +61,21 @@ def cornish_fisher_z(z: float, skew: float, excess_kurtosis: float) -> float:
     )
 
 
+def cornish_fisher_monotone(skew: float, excess_kurtosis: float, z_max: float) -> bool:
+    """Whether the Cornish-Fisher quantile ``z_cf(z)`` increases for ``z`` in ``[0, z_max]``.
+
+    ``dz_cf/dz = 1 + z S / 3 + (z^2 - 1) K / 8 - (6 z^2 - 5) S^2 / 36``, a quadratic in ``z``: it
+    is checked at both ends and at its vertex when that lies inside.
+    """
+    a = excess_kurtosis / 8.0 - skew * skew / 6.0
+    b = skew / 3.0
+    c = 1.0 - excess_kurtosis / 8.0 + 5.0 * skew * skew / 36.0
+    points = [0.0, z_max]
+    if a != 0.0 and 0.0 < -b / (2.0 * a) < z_max:
+        points.append(-b / (2.0 * a))
+    return all(a * z * z + b * z + c > 0.0 for z in points)
+
+
 def cornish_fisher_factors(confidence: float, skew: float, excess_kurtosis: float) -> TailFactors:
     """Cornish-Fisher VaR and ES multipliers for a loss with the given shape.
 

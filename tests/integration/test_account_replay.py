@@ -107,6 +107,15 @@ def test_margin_ratio_crosses_its_threshold_as_the_price_falls(
     # liquidation distance shrinks with the price: the -x% move keeps getting smaller
     assert rows["liq_down:BTCUSDT"][-1] > rows["liq_down:BTCUSDT"][0]
     assert rows["liquidation_distance_sigma"].drop_nulls().len() > 0
+    # stress: 35% of the -66% move on 2 BTC (0.462 p) is the worst loss, more than the
+    # equity 20,000 + 2 (p - 100,000) of this 10x book: capped there, a ratio of 1 throughout
+    worst = 0.35 * 0.66 * 2 * price
+    equity = 20_000.0 + 2 * (price - 100_000.0)
+    np.testing.assert_allclose(rows["equity"].to_numpy(), equity, rtol=1e-9)
+    np.testing.assert_allclose(rows["stress_loss_uncapped"].to_numpy(), worst, rtol=1e-9)
+    np.testing.assert_allclose(rows["stress_loss"].to_numpy(), equity, rtol=1e-9)
+    np.testing.assert_allclose(rows["stress_loss_ratio"].to_numpy(), 1.0)
+    assert rows["vega"].to_list() == [0.0] * len(rows)
     events = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
     firing = [e for e in events if e["rule"] == "margin" and e["state"] == "firing"]
     assert len(firing) >= 1

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import msgspec
 import numpy as np
 import pytest
+import QuantLib as ql  # noqa: N813 (the library's own alias)
 from scipy import stats
 
 from monitor.account import AccountModel, MarketState
@@ -231,10 +232,17 @@ def test_stress_scenarios_of_a_hand_checkable_book(make_config: MakeConfig) -> N
     down = 100_000 * math.expm1(-0.15) - 30_000 * math.expm1(-0.12)
     up = 100_000 * math.expm1(0.15) - 30_000 * math.expm1(0.12)
     assert by_name["diversification_failure"].pnl == pytest.approx(min(down, up))
-    assert risk.stress_loss == pytest.approx(0.66 * 70_000)
+    # the extended moves count 35% (SPAN's extreme-move coverage): 0.35 x 46.2k < 26.1k
+    assert by_name["extended"].coverage == 0.35
+    assert risk.stress_loss == pytest.approx(39_000 - 12_900)
+    assert risk.stress_loss_uncapped == risk.stress_loss
+    assert risk.stress_loss_ratio == pytest.approx((39_000 - 12_900) / 150_000)
     assert by_name["grid"].margin_ratio is None  # cash account: no margin
+    assert "iv_up" not in by_name  # no options, no IV scenarios
+    assert risk.vega == 0.0
     losses = {e.symbol: e.stress_loss for e in risk.exposures}
-    assert losses == pytest.approx({"BTCUSD": 66_000.0, "ETHUSD": 30_000.0})
+    # BTC alone: max(16k grid, 0.35 x 66k); ETH alone (short): max(4.8k, 0.35 x 30k at +100%)
+    assert losses == pytest.approx({"BTCUSD": 0.35 * 66_000.0, "ETHUSD": 0.35 * 30_000.0})
     assert risk.margin_ratio is None
     assert risk.liquidation == ()
 
@@ -252,6 +260,75 @@ def test_delta_equivalent_var_of_a_linear_book(make_config: MakeConfig) -> None:
     assert sum(tail.component_var or ()) == pytest.approx(z * sigma)
     (dg,) = risk.delta_gamma  # no gamma: the delta-gamma VaR is the normal one
     assert dg.var == pytest.approx(z * sigma)
+
+
+@pytest.mark.parametrize(
+    ("collateral", "loss", "ratio"),
+    [(20_000.0, 20_000.0, 1.0), (150_000.0, 46_200.0, 46_200 / 150_000), (4e5, 46_200.0, 0.1155)],
+)
+def test_stress_loss_is_capped_at_equity_and_its_ratio_reads_leverage(
+    make_config: MakeConfig, collateral: float, loss: float, ratio: float
+) -> None:
+    """2 BTC long at 100k: grid -16% loses 32k; the -66% move 132k, of which 35% counts.
+
+    The worst loss, 46.2k, is more than a 20k account has: it reports 20k and a ratio of 1.
+    With more collateral (less leverage) the ratio falls in proportion.
+    """
+    config = make_config(BINANCE.replace("amount = 20000", f"amount = {collateral}"), base=BASE)
+    risk = model(config).risk(market(config, {"BTCUSD": 100_000.0}))
+    by_name = {s.name: s for s in risk.scenarios}
+    assert by_name["extended"].pnl == pytest.approx(-132_000.0)  # reported in full
+    assert by_name["grid"].pnl == pytest.approx(-32_000.0)
+    assert risk.stress_loss_uncapped == pytest.approx(46_200.0)
+    assert risk.stress_loss == pytest.approx(loss)
+    assert risk.stress_loss_ratio == pytest.approx(ratio)
+
+
+def test_a_cash_account_is_not_capped_and_a_wiped_margin_account_reads_one(
+    make_config: MakeConfig,
+) -> None:
+    """No liquidation on a cash account: a short can lose more than the equity (a debt)."""
+    short = CASH.split("[stress]")[0].replace("amount = 50000", "amount = 5000")
+    short = short.replace("contracts = 1\n", "contracts = 0.01\n")
+    config = make_config(short, base=BASE)
+    risk = model(config).risk(market(config, {"BTCUSD": 100_000.0, "ETHUSD": 3_000.0}))
+    # equity 5k + 1k of BTC; at +100% the ETH short (10 x 3000) loses 30k, BTC gains 1k;
+    # 35% of the 29k counts
+    assert risk.equity == pytest.approx(6_000.0)
+    assert risk.stress_loss == pytest.approx(0.35 * 29_000.0)
+    assert risk.stress_loss_ratio == pytest.approx(0.35 * 29_000.0 / 6_000.0)
+    assert risk.stress_loss_ratio is not None
+    assert risk.stress_loss_ratio > 1.0
+    config = make_config(BINANCE, base=BASE)
+    gone = model(config).risk(market(config, {"BTCUSD": 89_000.0}))  # 20k - 22k < 0
+    assert gone.equity is not None
+    assert gone.equity < 0.0
+    assert gone.stress_loss == 0.0
+    assert gone.stress_loss_ratio == 1.0
+
+
+def test_iv_scenarios_and_vega_of_an_option_book_by_quantlib(make_config: MakeConfig) -> None:
+    """IV x1.5 and x0.75 with prices held, and vega per vol point, from QuantLib's Black.
+
+    The book: short 3 inverse 100k puts and long 2 linear 120k calls, expiring 25 Dec 2026
+    08:00 UTC, IV 55%, the perpetual and the coin collateral (no vega).
+    """
+    config = make_config(OPTIONS, base=BASE)
+    risk = model(config).risk(market(config, {"BTCUSD": 100_000.0}))
+    years = (datetime(2026, 12, 25, 8, tzinfo=UTC).timestamp() - TS) / (365 * DAY)
+
+    def book(iv: float) -> float:
+        def black(kind: int, strike: float) -> float:
+            return float(ql.blackFormula(kind, strike, 100_000.0, iv * math.sqrt(years), 1.0))
+
+        return -3 * black(ql.Option.Put, 100_000.0) + 2 * black(ql.Option.Call, 120_000.0)
+
+    by_name = {s.name: s for s in risk.scenarios}
+    assert by_name["iv_up"].pnl == pytest.approx(book(0.55 * 1.5) - book(0.55), rel=1e-9)
+    assert by_name["iv_down"].pnl == pytest.approx(book(0.55 * 0.75) - book(0.55), rel=1e-9)
+    assert risk.vega == pytest.approx((book(0.555) - book(0.545)) / 1.0, rel=1e-4)
+    assert risk.vega is not None
+    assert risk.vega < 0.0  # short more vega (3 puts at the money) than long
 
 
 def test_figures_needing_the_covariance_wait_for_it(make_config: MakeConfig) -> None:
@@ -332,15 +409,23 @@ def test_book_greeks_match_finite_differences(make_config: MakeConfig) -> None:
 def test_delta_gamma_var_of_a_short_put_book_exceeds_delta_normal(
     make_config: MakeConfig,
 ) -> None:
-    """Short options: negative gamma fattens the loss tail beyond the delta-equivalent VaR."""
+    """Short options: negative gamma fattens the loss tail beyond the delta-equivalent VaR.
+
+    The delta-gamma figure (valid at this mild skew) must exceed the normal VaR of the book's
+    USD delta, worked out from the reported delta. The account's VaR is the Monte Carlo,
+    whose accuracy tests/unit/test_optionvar.py holds; here only its form is checked.
+    """
     config = make_config(OPTIONS, base=BASE)
     risk = model(config).risk(market(config, {"BTCUSD": 100_000.0}, {"BTCUSD": 0.05}))
     (exposure,) = risk.exposures
     assert exposure.gamma < 0.0
-    dg_var, var = risk.delta_gamma[0].var, risk.tails[0].var
-    assert dg_var is not None
-    assert var is not None
-    assert dg_var > var
+    (dg,), (tail,) = risk.delta_gamma, risk.tails
+    assert dg.var is not None
+    assert tail.var is not None
+    assert tail.cvar is not None
+    assert dg.var > stats.norm.ppf(0.99) * abs(exposure.delta_usd) * 0.05
+    assert 0.0 < tail.var <= tail.cvar
+    assert tail.stressed_var is None  # no correlation-1 or Euler figures from the Monte Carlo
     assert risk.maintenance is not None
     assert risk.maintenance > 0.0
     assert risk.liquidation_distance_sigma is not None
@@ -458,6 +543,45 @@ def test_account_rules_run_per_account_and_keep_state_across_replacements(
     rules.set_accounts(["book", "new"])
     states = {dict(i.labels)["account"]: i.state.value for i in rules.instances}
     assert states == {"book": "firing", "new": "inactive"}
+
+
+def test_vega_and_stress_loss_ratio_are_account_rule_metrics(make_config: MakeConfig) -> None:
+    """One instance per account; each fires on its own account's figure."""
+    config = make_config(
+        OPTIONS
+        + BINANCE
+        + """
+        [[rules]]
+        name = "short-vega"
+        metric = "vega"
+        op = "<"
+        threshold = -100
+
+        [[rules]]
+        name = "wiped-out"
+        metric = "stress_loss_ratio"
+        op = ">="
+        threshold = 0.99
+        """,
+        base=BASE,
+    )
+    engine = Engine(config)
+    rules = RuleEngine(config.rules, [], engine.account_names)
+    t = ticks(engine, {"BTCUSD": [100_000.0] * 3, "ETHUSD": [3000.0] * 3, "USDCUSD": [1.0] * 3})
+    snap = engine.snapshot(t)
+    opts, perps = snap.account("opts"), snap.account("perps")
+    assert opts is not None
+    assert perps is not None
+    assert opts.vega is not None
+    assert opts.vega < -100 < 0.0 == perps.vega
+    assert perps.stress_loss_ratio == 1.0
+    assert opts.stress_loss_ratio is not None
+    assert opts.stress_loss_ratio < 0.99
+    fired = {(e.rule, e.labels) for e in rules.evaluate(snap) if e.state.value == "firing"}
+    assert fired == {
+        ("short-vega", (("account", "opts"),)),
+        ("wiped-out", (("account", "perps"),)),
+    }
 
 
 @pytest.mark.parametrize(

@@ -404,6 +404,31 @@ def test_bad_distribution(tmp_path: Path) -> None:
     assert 'got "cauchy"' in message
 
 
+@pytest.mark.parametrize(
+    ("risk", "expected"),
+    [
+        ("option_paths = 1000", "[risk] option_paths: expected a power of two (Sobol points)"),
+        ("option_paths = 128", "[risk] option_paths: expected an integer >= 256"),
+        ("vol_of_vol = -0.1", "[risk] vol_of_vol: expected a number >= 0.0"),
+        ("spot_vol_correlation = -1.5", "[risk] spot_vol_correlation: expected a number >= -1.0"),
+    ],
+)
+def test_bad_option_var_settings(tmp_path: Path, risk: str, expected: str) -> None:
+    """Monte Carlo paths come in powers of two; IV-shock settings in their ranges."""
+    assert expected in error(tmp_path, UNIVERSE + f"[risk]\n{risk}\n")
+
+
+def test_bad_stress_settings(tmp_path: Path) -> None:
+    """Coverage in (0, 1]; shocks named once, and not like a built-in scenario (metric labels)."""
+    message = error(tmp_path, UNIVERSE + "[stress]\nextended_coverage = 0\n")
+    assert "[stress] extended_coverage: expected a number > 0.0" in message
+    shock = '{ name = "%s", moves = { BTCUSDT = -0.3 } }'
+    message = error(tmp_path, UNIVERSE + f"[stress]\nshocks = [{shock % 'iv_up'}]\n")
+    assert '[stress] shocks[0].name: "iv_up" names a built-in scenario' in message
+    twice = f"[stress]\nshocks = [{shock % 'crash'}, {shock % 'crash'}]\n"
+    assert '[stress] shocks[1].name: duplicate name "crash"' in error(tmp_path, UNIVERSE + twice)
+
+
 def test_missing_rule_threshold(tmp_path: Path) -> None:
     """threshold is required."""
     message = error(tmp_path, UNIVERSE + rule('metric = "turbulence"\nop = ">"'))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitor.deltagamma import cumulants, delta_gamma_var
-from monitor.tails import normal_factors
+from monitor.deltagamma import cumulants, delta_gamma_tails, delta_gamma_var
+from monitor.tails import cornish_fisher_monotone, cornish_fisher_z, normal_factors
 
 
 def test_pure_gamma_on_one_asset_is_a_scaled_chi_square() -> None:
@@ -50,3 +50,44 @@ def test_cumulants_match_monte_carlo_on_a_two_asset_option_book() -> None:
     delta_normal = normal_factors(0.99).var * math.sqrt(delta @ cov @ delta)
     assert abs(risk.var - mc_var) < 0.4 * abs(delta_normal - mc_var)
     assert risk.var == pytest.approx(mc_var, rel=0.12)
+
+
+@pytest.mark.parametrize(
+    ("skew", "kurt"), [(0.0, 0.0), (0.5, 0.0), (-1.0, 0.0), (1.5, 0.0), (-2.5, 0.0), (0.8, 3.0)]
+)
+def test_cornish_fisher_monotone_agrees_with_a_dense_grid(skew: float, kurt: float) -> None:
+    z_max = float(stats.norm.ppf(0.99))
+    grid = np.linspace(0.0, z_max, 20_001)
+    values = np.array([cornish_fisher_z(z, skew, kurt) for z in grid])
+    assert cornish_fisher_monotone(skew, kurt, z_max) == bool(np.all(np.diff(values) > 0))
+
+
+def test_delta_gamma_is_withheld_where_cornish_fisher_turns_down() -> None:
+    """A delta-hedged short option: loss skew near +2, so z_cf(2.33) < z_cf(1.64).
+
+    The issue's short call hedged with 0.5 perp read dg_var_99 515 < dg_var_95 692; the guard
+    returns nothing rather than a 99% VaR below the 95% one.
+    """
+    cov = np.array([[0.03**2 * 100_000.0**2]])
+    gamma = np.array([[-2.3e-5]])
+    delta = np.array([0.0])
+    c = cumulants(delta, gamma, cov)
+    raw = [delta_gamma_var(delta, gamma, cov, a).var for a in (0.95, 0.99)]
+    assert c.loss_skew > 2.0
+    assert raw[1] < raw[0]  # what the unguarded expansion reports
+    assert delta_gamma_tails(delta, gamma, cov, (0.95, 0.99)) is None
+    assert delta_gamma_tails(-delta, -gamma, cov, (0.95, 0.99)) is None  # long gamma: skew -2
+
+
+def test_valid_delta_gamma_figures_are_floored_ordered_and_es_above_var() -> None:
+    """A mildly convex book: the expansion is monotone; VaR >= 0, rising, ES >= VaR."""
+    delta = np.array([0.6, -0.3])
+    gamma = np.array([[-0.3, 0.05], [0.05, 0.2]])
+    cov = np.array([[0.03, 0.012], [0.012, 0.05]])
+    tails = delta_gamma_tails(delta, gamma, cov, (0.9, 0.95, 0.99))
+    assert tails is not None
+    assert [t.var for t in tails] == pytest.approx(
+        [delta_gamma_var(delta, gamma, cov, a).var for a in (0.9, 0.95, 0.99)]
+    )
+    assert 0.0 <= tails[0].var <= tails[1].var <= tails[2].var
+    assert all(t.var <= t.es for t in tails)

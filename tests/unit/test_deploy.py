@@ -257,6 +257,7 @@ def test_the_margin_group_watches_the_account_metrics() -> None:
     assert watched == {
         "riskmon_account_margin_ratio",
         "riskmon_account_liquidation_distance_sigma",
+        "riskmon_account_stress_loss_ratio",
     }
     assert not FUTURE_METRICS
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import astuple, replace
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,10 +29,13 @@ from monitor.margin import (
     bybit_mm_rate,
     deribit_portfolio_margin,
     extended_pnl,
+    first_crossing,
     liquidation_distance_sigma,
     liquidation_move,
     margin_balance,
     margin_ratio,
+    portfolio_maintenance,
+    portfolio_margin_from_pnl,
     roll_shock,
     standard_scenarios,
     uni_mmr,
@@ -435,3 +439,46 @@ def test_liquidation_distance_sigma() -> None:
     assert liquidation_distance_sigma(-1.0, 0.05) == math.inf
     with pytest.raises(ValueError, match="sigma_horizon"):
         liquidation_distance_sigma(-0.2, 0.0)
+
+
+def test_portfolio_maintenance_of_many_rows_equals_the_scalar_one() -> None:
+    """The vectorised maintenance (liquidation searches) row by row against the scalar model."""
+    rng = np.random.default_rng(4)
+    rows = 64
+    standard = rng.normal(0.0, 0.05, (rows, 27))
+    extended = rng.normal(0.0, 0.3, (rows, len(DERIBIT_BTC.extended_moves)))
+    extended[::7] = 0.0  # exact zeros keep their sign rule
+    index = rng.uniform(20_000.0, 120_000.0, rows)
+    roll = rng.uniform(0.0, 0.01, rows)
+    got = portfolio_maintenance(standard, extended, index, roll)
+    for r in range(rows):
+        pm = portfolio_margin_from_pnl(
+            standard[r], extended[r], float(index[r]), roll_shock_coin=float(roll[r])
+        )
+        assert got[r] == pytest.approx(pm.maintenance, rel=1e-12, abs=1e-15)
+
+
+@given(
+    crossing=st.floats(0.001, 0.999),
+    end=st.sampled_from([-0.99, 3.0]),
+)
+def test_the_vectorised_search_finds_the_same_crossing_as_bisection(
+    crossing: float, end: float
+) -> None:
+    """One crossing at ``crossing * end``: both searches land within tol, on the liquidated side."""
+    target = crossing * end
+
+    def liquidated(x: float) -> bool:
+        return abs(x) >= abs(target)
+
+    def scan(xs: np.ndarray) -> np.ndarray:
+        return np.abs(xs) >= abs(target)
+
+    tol = 1e-7 * max(abs(end), 1.0)
+    vectorised = first_crossing(liquidated, end, 40, tol, scan=scan)
+    scalar = first_crossing(liquidated, end, 40, tol)
+    assert vectorised is not None
+    assert scalar is not None
+    for found in (vectorised, scalar):
+        assert liquidated(found)
+        assert abs(found - target) <= tol

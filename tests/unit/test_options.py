@@ -23,6 +23,7 @@ from monitor.options import (
     OptionValue,
     black76,
     black76_array,
+    black76_price,
     deribit_theta_usd,
     inverse_option,
     parse_instrument,
@@ -367,3 +368,22 @@ def test_deribit_chain_greeks(chain: str) -> None:
         assert q.model.gamma_usd == pytest.approx(q.venue["gamma"], abs=5.1e-6), q.name
         assert q.model.vega_usd == pytest.approx(q.venue["vega"], rel=0.02, abs=1e-4), q.name
         assert q.theta == pytest.approx(q.venue["theta"], rel=0.025, abs=1e-4), q.name
+
+
+def test_the_price_only_path_equals_the_full_one() -> None:
+    """``black76_price`` (revaluation grids) against ``black76_array``'s price, edges included."""
+    rng = np.random.default_rng(9)
+    n = 2000
+    forward = rng.uniform(50.0, 200.0, n)
+    strike = rng.uniform(50.0, 200.0, n)
+    years = np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.0, 2.0, n))
+    vol = np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.05, 3.0, n))
+    call = rng.random(n) < 0.5
+    np.testing.assert_allclose(
+        black76_price(forward, strike, years, vol, call),
+        black76_array(forward, strike, years, vol, call).price,
+        rtol=1e-13,
+        atol=1e-12,
+    )
+    with pytest.raises(ValueError, match="forward"):
+        black76_price(-1.0, 100.0, 1.0, 0.5, True)

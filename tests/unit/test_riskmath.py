@@ -18,7 +18,6 @@ from monitor.correlation import (
     average_correlation,
     effective_bets,
     repair_correlation,
-    turbulence,
 )
 from monitor.tails import (
     cornish_fisher_factors,
@@ -60,16 +59,6 @@ def test_diversification_ratio_of_equal_weights_equicorrelated(n: int, rho: floa
     w = np.full(n, 1.0 / n)
     dr = (w @ np.sqrt(np.diag(cov))) / math.sqrt(w @ cov @ w)
     assert dr == pytest.approx(math.sqrt(n / (1 + (n - 1) * rho)), rel=1e-12)
-
-
-def test_turbulence_is_chi_square_with_n_degrees_of_freedom() -> None:
-    """Mahalanobis distances of draws from the covariance average to n."""
-    rng = np.random.default_rng(0)
-    cov = equicorrelation(6, 0.6) * 1e-4
-    draws = rng.multivariate_normal(np.zeros(6), cov, size=20000)
-    values = np.array([turbulence(r, cov) for r in draws])
-    assert values.mean() == pytest.approx(6.0, rel=0.03)
-    assert stats.kstest(values, "chi2", args=(6,)).pvalue > 0.001
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.975, 0.99, 0.999])
