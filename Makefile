@@ -58,7 +58,7 @@ replay-example: install
 	$(VENV)/bin/riskmon replay ../shared/data/market/binance_spot_5m_2025H1.parquet \
 		--config config/example-replay.toml --out out/replay-2025H1
 
-# Eight benchmarks (about 6 minutes on 2 cores), then the summary table; see benchmarks/README.md.
+# Ten benchmarks (about 9 minutes on 2 cores), then the summary table; see benchmarks/README.md.
 bench: install system-deps
 	$(PY) -m benchmarks.engine_throughput
 	$(PY) -m benchmarks.live_throughput
