@@ -35,8 +35,15 @@ symbols = ["BTCUSDT", "ETHUSDT"]
 """
 
 
-def _quote(venue: str, instrument: str, price: float, kind: PriceKind = PriceKind.TRADE) -> Quote:
-    return Quote(venue, instrument, kind, price, ts=1000.0, recv_ts=1000.0)
+def _quote(
+    venue: str,
+    instrument: str,
+    price: float,
+    kind: PriceKind = PriceKind.TRADE,
+    ts: float = 1000.0,
+    snapshot: bool = False,
+) -> Quote:
+    return Quote(venue, instrument, kind, price, ts=ts, recv_ts=ts, snapshot=snapshot)
 
 
 @pytest.fixture
@@ -55,23 +62,29 @@ def test_quotes_of_the_configured_kind_become_engine_ticks(router: Router) -> No
 
 def test_second_venue_stands_in_while_the_first_is_stale(router: Router) -> None:
     """Coinbase (alias BTCUSDT) is standby while Binance is fresh, active when it is silent."""
-    router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
-    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 101.0, PriceKind.MID)], mono=2.0)
+
+    def send(venue: str, instrument: str, price: float, mono: float) -> None:
+        kind = PriceKind.MID if venue == "coinbase" else PriceKind.TRADE
+        router.on_events(venue, [_quote(venue, instrument, price, kind, 1000.0 + mono)], mono)
+
+    send("binance", "BTCUSDT", 100.0, 1.0)
+    send("coinbase", "BTC-USD", 101.0, 2.0)
     assert [t.price for t in router.buffer.drain()[0]] == [100.0]
     assert router.standby["BTCUSDT"] == 1
-    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 102.0, PriceKind.MID)], mono=12.0)
+    send("coinbase", "BTC-USD", 102.0, 12.0)
     assert [t.price for t in router.buffer.drain()[0]] == [102.0]
-    router.on_events("binance", [_quote("binance", "BTCUSDT", 103.0)], mono=13.0)
-    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 104.0, PriceKind.MID)], mono=13.5)
+    send("binance", "BTCUSDT", 103.0, 13.0)
+    send("coinbase", "BTC-USD", 104.0, 13.5)
     assert [t.price for t in router.buffer.drain()[0]] == [103.0]  # binance is back in charge
 
 
 def test_one_silent_symbol_is_detected_while_others_flow(router: Router) -> None:
     """ETHUSDT silent for more than stale_after is reported once as newly stale."""
     for mono in range(1, 25):
-        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=float(mono))
+        ts = 1000.0 + mono
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0, ts=ts)], float(mono))
         router.on_events(
-            "coinbase", [_quote("coinbase", "BTC-USD", 100.0, PriceKind.MID)], mono=float(mono)
+            "coinbase", [_quote("coinbase", "BTC-USD", 100.0, PriceKind.MID, ts)], float(mono)
         )
     newly, still = router.check(24.0)
     assert [(s.venue, s.instrument) for s in newly] == [("binance", "ETHUSDT")]
@@ -126,8 +139,9 @@ def test_retry_policy_separates_network_from_parse_errors() -> None:
 def test_routed_ticks_are_counted_by_venue_and_symbol(router: Router) -> None:
     """Only ticks that reach the engine count; the standby venue's quotes do not."""
     for mono in (1.0, 2.0, 3.0):
-        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=mono)
-        router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 1.0, PriceKind.MID)], mono)
+        ts = 1000.0 + mono
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0, ts=ts)], mono)
+        router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 1.0, PriceKind.MID, ts)], mono)
     router.on_events("binance", [_quote("binance", "ETHUSDT", 10.0)], mono=4.0)
     assert router.routed == {("binance", "BTCUSDT"): 3, ("binance", "ETHUSDT"): 1}
     assert router.standby["BTCUSDT"] == 3
