@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 
 from feeds.limits import VenueLimits, Window
 
+MARGIN_S = 0.05
+"""Extra wait after the oldest request leaves a window: the venue counts arrival times, which
+jitter with the network, so two requests sent exactly one window apart could arrive closer."""
+
 
 class RequestBudget:
     """Sliding windows of request times; a request fits when it fits every window.
@@ -44,7 +48,7 @@ class RequestBudget:
                 raise ValueError(f"{n} requests can never fit {limit}")
             excess = len(times) + n - window.count
             if excess > 0:  # the excess-th oldest request must have left the window
-                wait = max(wait, times[excess - 1] + window.seconds - now)
+                wait = max(wait, times[excess - 1] + window.seconds + MARGIN_S - now)
         return max(wait, 0.0)
 
     def spend(self, n: int, now: float) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from feeds.backoff import Backoff, is_transient
 from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
-from feeds.router import Router, TickBuffer
+from feeds.router import MAX_AHEAD_S, Router, TickBuffer
 from monitor.config import Config
 from monitor.daemon import _Batch
 from monitor.model import Tick
@@ -185,3 +185,109 @@ def test_engine_batch_is_the_stable_sort_of_the_ticks(seed: int) -> None:
     np.testing.assert_array_equal(batch.ts, [t.ts for t in expected])
     assert batch.symbol == [t.symbol for t in expected]
     np.testing.assert_array_equal(batch.price, [t.price for t in expected])
+
+
+# --- freshness: only live data newer than the last seen --------------------------------------
+
+COINBASE_TRADES = """
+[[feeds]]
+venue = "coinbase"
+symbols = ["BTC-USD"]
+price = "trade"
+stale_after = "10s"
+aliases = { "BTC-USD" = "BTCUSDT" }
+
+[[feeds]]
+venue = "binance"
+symbols = ["BTCUSDT"]
+stale_after = "10s"
+"""
+
+
+@pytest.fixture
+def coinbase_first(make_config: Callable[..., Config]) -> Router:
+    config = make_config(COINBASE_TRADES, base='[universe]\nsymbols = ["BTCUSDT"]\n')
+    return Router(config.feeds, TickBuffer(1000), start_mono=0.0)
+
+
+def test_a_snapshot_of_old_trades_after_a_resubscribe_is_not_fresh_and_not_routed(
+    coinbase_first: Router,
+) -> None:
+    """Coinbase trades at 1001..1003, silence, then a resubscribe replays them as a snapshot:
+    the source stays stale, the engine gets nothing, the replays are counted."""
+    router = coinbase_first
+    for n in (1, 2, 3):
+        router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0 + n, ts=1000.0 + n)], n)
+    assert len(router.buffer.drain()[0]) == 3
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    newly, _ = router.check(20.0)
+    assert src in newly
+    replay = [
+        _quote("coinbase", "BTC-USD", 100.0 + n, ts=1000.0 + n, snapshot=True) for n in (2, 3)
+    ]
+    router.on_events("coinbase", replay, mono=21.0)
+    assert (src.stale, src.last_seen, src.replayed) == (True, 3.0, 2)
+    assert len(router.buffer) == 0
+    live = _quote("coinbase", "BTC-USD", 110.0, ts=1022.0)
+    router.on_events("coinbase", [live], mono=22.0)
+    assert (src.stale, src.last_seen) == (False, 22.0)
+    assert [t.price for t in router.buffer.drain()[0]] == [110.0]
+
+
+def test_a_snapshot_with_a_missed_trade_reaches_the_engine_but_does_not_refresh(
+    coinbase_first: Router,
+) -> None:
+    """A snapshot trade newer than any seen (printed while the channel was dead) gives the
+    engine the latest price, yet the source stays stale until live data arrives."""
+    router = coinbase_first
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 1.0)
+    router.buffer.drain()
+    missed = _quote("coinbase", "BTC-USD", 99.0, ts=1015.0, snapshot=True)
+    router.on_events("coinbase", [missed], mono=20.0)
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    assert [t.price for t in router.buffer.drain()[0]] == [99.0]
+    assert (src.last_seen, src.replayed) == (1.0, 0)
+    assert src in router.check(20.0)[0]
+
+
+def test_a_live_quote_not_newer_than_the_last_goes_on_but_does_not_refresh(
+    coinbase_first: Router,
+) -> None:
+    """A venue re-pushing its last ticker (same event time) after a subscribe: routed (the
+    engine judges order), but it proves nothing about the feed being alive."""
+    router = coinbase_first
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 1.0)
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 15.0)
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    assert src.last_seen == 1.0
+    assert len(router.buffer.drain()[0]) == 2
+
+
+def test_a_timestamp_from_2100_does_not_block_later_refreshes(coinbase_first: Router) -> None:
+    """A trade stamped 2100 counts as received now (+2 s): normal trades refresh again soon."""
+    router = coinbase_first
+    year_2100 = 4102444800.0
+    bad = Quote("coinbase", "BTC-USD", PriceKind.TRADE, 100.0, ts=year_2100, recv_ts=1000.0)
+    router.on_events("coinbase", [bad], mono=1.0)
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    assert src.last_event_ts == 1000.0 + MAX_AHEAD_S
+    for n in range(1, 6):
+        good = Quote("coinbase", "BTC-USD", PriceKind.TRADE, 100.0, 1000.0 + n, 1000.0 + n)
+        router.on_events("coinbase", [good], mono=1.0 + n)
+    assert src.last_seen == 6.0
+
+
+def test_a_stale_primary_does_not_route_a_snapshot_over_the_active_standby(
+    coinbase_first: Router,
+) -> None:
+    """Coinbase (ranked first) went quiet and Binance prices BTCUSDT: a Coinbase snapshot
+    with a newer trade must not interleave Coinbase prices with Binance's."""
+    router = coinbase_first
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 1.0)
+    for n in range(12, 15):
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 200.0, ts=1000.0 + n)], n)
+    router.buffer.drain()
+    snapshot = _quote("coinbase", "BTC-USD", 101.0, ts=1013.5, snapshot=True)
+    router.on_events("coinbase", [snapshot], mono=14.5)
+    assert len(router.buffer) == 0
+    assert router.standby["BTCUSDT"] == 1
