@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -29,7 +30,7 @@ from feeds.limits import VenueLimits, Window
 from feeds.resubscribe import ResubscribePolicy
 from feeds.router import Router, Source, TickBuffer
 from feeds.session import Connection, Socket
-from feeds.simulator import SimTick, wire
+from feeds.simulator import ExchangeSimulator, SimTick, wire
 from feeds.simulator.endpoints import CoinbaseEndpoint
 from feeds.venue import VenueSpec
 from feeds.venues.coinbase import COINBASE
@@ -37,6 +38,8 @@ from feeds.venues.okx import OKX
 from feeds.watchdog import Watchdog
 from monitor.config import Config, load_config
 from tests.integration.accelerated import SCALE, run_accelerated, until
+from tests.integration.test_live_feeds import TIMEOUT_S
+from tests.integration.test_service import Process, _free_port, _get, _wait_http
 
 QUIET_S = 600.0
 """Ten minutes of silence, in loop seconds."""
@@ -318,3 +321,130 @@ def _check_budget(venue: FakeOkx, spec: VenueSpec, names: list[str], most_pendin
     for name in names:
         assert sum(name in r.instruments for r in subscribes) >= 4, name
     assert most_pending >= 2  # the budget held requests back, to be merged
+
+
+# --- the whole daemon, as a process, while one symbol stays quiet ---------------------------
+
+DAEMON_CONFIG = """
+[universe]
+symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+
+[[feeds]]
+venue = "coinbase"
+symbols = ["BTC-USD", "ETH-USD", "SOL-USD"]
+url = "URL"
+stale_after = "3s"
+aliases = { "BTC-USD" = "BTCUSDT", "ETH-USD" = "ETHUSDT", "SOL-USD" = "SOLUSDT" }
+
+[live]
+snapshot_interval = "1s"
+idle_snapshot = "1s"
+
+[server]
+listen = "127.0.0.1:PORT"
+
+[state]
+dir = "STATE"
+"""
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric, keyed by their sorted labels."""
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+async def test_the_daemon_stays_responsive_and_backs_off_while_a_symbol_is_quiet(
+    tmp_path: Path,
+) -> None:
+    """`riskmon run` on the simulator's Coinbase; ETH-USD goes quiet for 16 s.
+
+    /healthz answers within a second throughout; BTC keeps moving; ETH is stale and was
+    resubscribed on the backoff (about 3 times: at staleness, +3 s, +6 s, not once a second
+    and not once and for all), each request within the budget (none pending); when ETH
+    trades again it is fresh; SIGTERM exits 0 within 10 s.
+    """
+    async with ExchangeSimulator(speed=1.0, seed=3) as sim:
+        port = _free_port()
+        text = (
+            textwrap.dedent(DAEMON_CONFIG)
+            .replace("URL", sim.coinbase_url)
+            .replace("PORT", str(port))
+            .replace("STATE", str(tmp_path / "state"))
+        )
+        config = tmp_path / "riskmon.toml"
+        config.write_text(text)
+        daemon = Process(config, tmp_path / "daemon.log")
+        base = f"http://127.0.0.1:{port}"
+        await daemon.start()
+        try:
+            await _wait_http(base + "/healthz")
+            await _until_metric(base, "ETHUSDT")
+            sim.silence("coinbase", "ETHUSDT", True)
+            first = json.loads((await _get(base + "/api/v1/snapshot"))[1])
+            slowest = await _probe_health(base, seconds=16.0)
+            assert slowest < 1.0
+            metrics = (await _get(base + "/metrics"))[1]
+            later = json.loads((await _get(base + "/api/v1/snapshot"))[1])
+            _check_quiet(metrics, first, later)
+            sim.silence("coinbase", "ETHUSDT", False)
+            await _until_fresh(base, "ETH-USD")
+            started = time.monotonic()
+            assert await daemon.stop() == 0
+            assert time.monotonic() - started < 10.0
+        finally:
+            await daemon.kill()
+
+
+async def _until_metric(base: str, symbol: str) -> None:
+    deadline = time.monotonic() + 3 * TIMEOUT_S
+    while time.monotonic() < deadline:
+        metrics = (await _get(base + "/metrics"))[1]
+        routed = _samples(metrics, "riskmon_ticks_total")
+        if routed.get((("symbol", symbol), ("venue", "coinbase")), 0.0) > 0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no {symbol} tick reached the engine")
+
+
+async def _probe_health(base: str, seconds: float) -> float:
+    """GET /healthz every 0.25 s for ``seconds``; the slowest answer (each must be 200)."""
+    slowest, end = 0.0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.monotonic()
+        status, _ = await _get(base + "/healthz")
+        slowest = max(slowest, time.monotonic() - started)
+        assert status == 200
+        await asyncio.sleep(0.25)
+    return slowest
+
+
+def _check_quiet(metrics: str, first: dict[str, Any], later: dict[str, Any]) -> None:
+    coinbase = (("venue", "coinbase"),)
+    resubscribes = _samples(metrics, "riskmon_feed_resubscribes_total")[coinbase]
+    assert 2 <= resubscribes <= 4, resubscribes  # ~0, 3, 9 s into the staleness; next at ~21 s
+    assert _samples(metrics, "riskmon_feed_resubscribe_pending")[coinbase] == 0
+    requests = _samples(metrics, "riskmon_feed_requests_total")[coinbase]
+    assert requests == 2 + 2 * resubscribes  # heartbeats + market_trades, then pairs
+    staleness = _samples(metrics, "riskmon_feed_staleness_seconds")
+    assert staleness[(("symbol", "ETH-USD"), ("venue", "coinbase"))] > 10.0
+    assert staleness[(("symbol", "BTC-USD"), ("venue", "coinbase"))] < 2.0
+    assert later["ticks"] > first["ticks"]
+    btc = (first["symbols"]["BTCUSDT"]["price"], later["symbols"]["BTCUSDT"]["price"])
+    assert btc[0] != btc[1]
+    assert later["symbols"]["ETHUSDT"]["price"] > 0
+
+
+async def _until_fresh(base: str, instrument: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    key = (("symbol", instrument), ("venue", "coinbase"))
+    while time.monotonic() < deadline:
+        metrics = (await _get(base + "/metrics"))[1]
+        if _samples(metrics, "riskmon_feed_staleness_seconds")[key] < 1.0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{instrument} never fresh again")
