@@ -33,6 +33,7 @@ from feeds.session import Connection, Socket
 from feeds.simulator import ExchangeSimulator, SimTick, wire
 from feeds.simulator.endpoints import CoinbaseEndpoint
 from feeds.venue import VenueSpec
+from feeds.venues.bybit import BYBIT
 from feeds.venues.coinbase import COINBASE
 from feeds.venues.okx import OKX
 from feeds.watchdog import Watchdog
@@ -459,3 +460,61 @@ async def _until_fresh(base: str, instrument: str) -> None:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"{instrument} never fresh again")
+
+
+# --- held-back resubscriptions are split to fit the budget, and none is lost ----------------
+
+
+class RecordingSocket:
+    """A socket that records what is sent (with the loop time) and receives nothing."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, dict[str, Any]]] = []
+        self._closed = asyncio.Event()
+
+    async def recv(self) -> str:
+        await self._closed.wait()
+        raise ConnectionError("closed")
+
+    async def send(self, message: str) -> None:
+        frame = json.loads(message)
+        if frame.get("op") != "ping":  # Bybit's keepalive, not a request
+            self.sent.append((asyncio.get_running_loop().time(), frame))
+
+    async def close(self) -> None:
+        self._closed.set()
+
+
+def test_pending_resubscriptions_are_split_to_fit_and_all_sent_in_time() -> None:
+    """30 Bybit topics pending at once need 6 frames (10 args each); 8 frames a minute are
+    allowed and the subscribe took 3: the first 15 go at once (4 frames), the rest as the
+    window frees up, halves that fit, until every topic was refreshed; never above the limit."""
+    window = Window(8, 60.0)
+    spec = dataclasses.replace(BYBIT, limits=VenueLimits("bybit-test", 200, (window,)))
+    names = [f"S{i:02d}USDT" for i in range(30)]
+    [plan] = spec.plan("ws://venue.invalid", names, PriceKind.TRADE)
+    sock = RecordingSocket()
+
+    async def connector(url: str) -> Socket:
+        return sock
+
+    async def scenario() -> tuple[list[int], int]:
+        conn = Connection(spec, plan, PriceKind.TRADE, lambda v, e, m: None, connector)
+        conn.dead_after_s = 1e9
+        async with running(conn.run()):
+            await until(lambda: conn.stats.connected, "connected", 10.0)
+            conn.request_resubscribe(names)
+            await asyncio.sleep(5.0)
+            pending_after_first = conn.stats.resubscribe_pending
+            await until(lambda: conn.stats.resubscribe_pending == 0, "all sent", 400.0)
+        return [len(frame["args"]) for _, frame in sock.sent], pending_after_first
+
+    args, pending_after_first = run_accelerated(scenario)
+    assert args[:3] == [10, 10, 10]  # the connection's own subscribe
+    assert args[3:7] == [10, 5, 10, 5]  # 15 topics: unsubscribe and subscribe, 10 args a frame
+    assert pending_after_first == 15
+    times = [t for t, _ in sock.sent]
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + window.seconds) <= window.count
+    refreshed = {a for _, f in sock.sent[3:] if f["op"] == "subscribe" for a in f["args"]}
+    assert refreshed == {f"publicTrade.{name}" for name in names}

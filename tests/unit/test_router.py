@@ -10,6 +10,7 @@ import pytest
 
 from feeds.backoff import Backoff, is_transient
 from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.registry import VENUES
 from feeds.router import MAX_AHEAD_S, Router, TickBuffer
 from monitor.config import Config
 from monitor.daemon import _Batch
@@ -291,3 +292,50 @@ def test_a_stale_primary_does_not_route_a_snapshot_over_the_active_standby(
     router.on_events("coinbase", [snapshot], mono=14.5)
     assert len(router.buffer) == 0
     assert router.standby["BTCUSDT"] == 1
+
+
+SHARED_PAIR = """
+[[feeds]]
+venue = "VENUE"
+symbols = ["PAIR"]
+price = "trade"
+aliases = { "PAIR" = "TRADED" }
+
+[[feeds]]
+venue = "VENUE"
+symbols = ["PAIR"]
+price = "mid"
+aliases = { "PAIR" = "QUOTED" }
+"""
+TICKERS = {
+    "kraken": (
+        "BTC/USD",
+        '{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":99.0,'
+        '"ask":101.0,"last":250.0}]}',
+    ),
+    "coinbase": (
+        "BTC-USD",
+        '{"channel":"ticker","timestamp":"2023-02-09T20:32:50Z","sequence_num":0,"events":'
+        '[{"type":"update","tickers":[{"product_id":"BTC-USD","price":"250",'
+        '"best_bid":"99","best_ask":"101"}]}]}',
+    ),
+    "okx": (
+        "BTC-USDT",
+        '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT",'
+        '"last":"250","bidPx":"99","askPx":"101","ts":"1652459224956"}]}',
+    ),
+}
+
+
+@pytest.mark.parametrize("venue", sorted(TICKERS))
+def test_a_ticker_prices_the_mid_symbol_and_never_the_trade_symbol_of_the_same_pair(
+    make_config: Callable[..., Config], venue: str
+) -> None:
+    """A trade feed and a mid feed share a pair: the ticker (last 250) moves QUOTED only."""
+    pair, frame = TICKERS[venue]
+    feeds = SHARED_PAIR.replace("VENUE", venue).replace("PAIR", pair)
+    config = make_config(feeds, base='[universe]\nsymbols = ["TRADED", "QUOTED"]\n')
+    router = Router(config.feeds, TickBuffer(100), start_mono=0.0)
+    router.on_events(venue, VENUES[venue].new_parser().parse(frame, 1.7e9), mono=1.0)
+    ticks, _ = router.buffer.drain()
+    assert [(t.symbol, t.price) for t in ticks] == [("QUOTED", 100.0)]
