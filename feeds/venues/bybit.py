@@ -5,6 +5,10 @@ args per frame (the spot limit, used everywhere). Linear ``tickers`` arrive as o
 deltas carrying only the fields that changed, so the parser (one per connection) keeps the last
 value of each price field per symbol. Spot tickers carry no best bid/ask: spot MID comes from the
 level-1 order book ``orderbook.1``, which Bybit pushes as whole snapshots.
+
+Bybit's ``type: snapshot`` is not a replay marker (every ``publicTrade`` and ``orderbook.1``
+message carries it), so Bybit quotes are never marked ``snapshot``: the router's event-time rule
+alone decides freshness. Connections carry at most 200 topics (:mod:`feeds.limits`).
 """
 
 from __future__ import annotations
