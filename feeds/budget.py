@@ -17,6 +17,7 @@ from feeds.limits import VenueLimits, Window
 MARGIN_S = 0.05
 """Extra wait after the oldest request leaves a window: the venue counts arrival times, which
 jitter with the network, so two requests sent exactly one window apart could arrive closer."""
+_EPSILON_S = 1e-9
 
 
 class RequestBudget:
@@ -49,7 +50,8 @@ class RequestBudget:
             excess = len(times) + n - window.count
             if excess > 0:  # the excess-th oldest request must have left the window
                 wait = max(wait, times[excess - 1] + window.seconds + MARGIN_S - now)
-        return max(wait, 0.0)
+        # a wait of a few ulps is float noise from the caller's now + wait: it fits
+        return wait if wait > _EPSILON_S else 0.0
 
     def spend(self, n: int, now: float) -> None:
         """Record ``n`` requests sent at ``now``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from feeds import limits
@@ -64,6 +64,7 @@ def test_no_windows_means_no_limit() -> None:
     ),
     steps=st.lists(st.tuples(st.floats(0.0, 3.0), st.integers(1, 2)), max_size=60),
 )
+@example(windows=[Window(2, 5.0)], steps=[(2.0, 1), (0.11301157678921417, 2)])  # float noise
 def test_waiting_as_told_never_exceeds_any_window(
     windows: list[Window], steps: list[tuple[float, int]]
 ) -> None:
