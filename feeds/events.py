@@ -36,6 +36,8 @@ class Quote:
         price: the price.
         ts: exchange event time, Unix seconds (the receive time when the venue sends none).
         recv_ts: local receive time, Unix seconds.
+        snapshot: replayed state that follows a (re)subscription (Coinbase and Kraken
+            ``snapshot`` messages), not a live update: it never makes the instrument fresh.
     """
 
     venue: str
@@ -44,6 +46,7 @@ class Quote:
     price: float
     ts: float
     recv_ts: float
+    snapshot: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,13 @@ takes over at once; when it comes back it takes over again. A switch between ven
 the basis between them (e.g. USD vs USDT) as one return.
 
 Staleness is tracked per instrument, so one silent symbol on a busy connection is noticed.
+Only live data makes an instrument fresh: a quote refreshes its source when its event time is
+newer than the newest seen from that source (a venue's time more than ``MAX_AHEAD_S`` ahead of
+the receive time counts as the receive time, so one bad stamp cannot block later refreshes).
+Snapshot quotes, the state a venue replays after a (re)subscription, never refresh; they reach
+the engine only when newer than what the source already delivered (else they are counted as
+``replayed`` and dropped), so a resubscription of a quiet instrument neither marks it fresh nor
+feeds the engine old trades.
 Time is passed in (``mono``), so this module is pure and testable without an event loop.
 """
 
@@ -24,13 +31,17 @@ from monitor.model import Tick
 SourceKey = tuple[int, str]
 """(index of the [[feeds]] entry, native instrument)."""
 
+MAX_AHEAD_S = 2.0
+"""A venue time further ahead of the receive time is not trusted for ordering freshness."""
+
 
 @dataclass(slots=True)
 class Source:
     """One instrument of one feed entry.
 
     ``primary``: ranked first for its engine symbol, so it prices the symbol whenever it is
-    fresh. ``routed``: ticks it delivered to the engine.
+    fresh. ``routed``: ticks it delivered to the engine. ``last_event_ts``: the newest event
+    time seen (Unix seconds). ``replayed``: snapshot quotes dropped as not newer than that.
     """
 
     feed: int
@@ -43,6 +54,27 @@ class Source:
     stale: bool = False
     primary: bool = False
     routed: int = 0
+    last_event_ts: float = float("-inf")
+    replayed: int = 0
+
+    def observe(self, quote: Quote, mono: float) -> bool:
+        """Note a quote of this source received at ``mono``; whether it goes to the engine.
+
+        Live quotes always go on (the engine judges their order); they refresh the source
+        only when newer than any seen. Snapshot quotes never refresh it, and go on only when
+        newer than any seen.
+        """
+        event_ts = min(quote.ts, quote.recv_ts + MAX_AHEAD_S)
+        newer = event_ts > self.last_event_ts
+        if newer:
+            self.last_event_ts = event_ts
+        if quote.snapshot:
+            self.replayed += not newer
+            return newer
+        if newer:
+            self.last_seen = mono
+            self.stale = False
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +209,11 @@ class Router:
 
     def _quote(self, quote: Quote, mono: float) -> None:
         for src in self.sources.get((quote.venue, quote.instrument), ()):
-            if src.kind is not quote.kind:
+            if src.kind is not quote.kind or not src.observe(quote, mono):
                 continue
-            src.last_seen = mono
-            src.stale = False
-            # the first-ranked source, just seen, is fresh and so active: no ranking to walk
-            if src.primary or self.active(src.symbol, mono) is src:
+            # a fresh first-ranked source is active: no ranking to walk
+            fresh = mono - src.last_seen <= src.stale_after_s
+            if (src.primary and fresh) or self.active(src.symbol, mono) is src:
                 self.buffer.append(quote.ts, src.symbol, quote.price, mono)
                 src.routed += 1
             else:

@@ -7,6 +7,12 @@ answer, ping when idle, refresh subscriptions on request, replace itself before 
 connection lifetime runs out (opening the new socket first, so there is no gap), and reconnect
 with a capped, jittered backoff that does not reset on a connection that dies young.
 
+Every frame the session sends (greeting, subscribe, unsubscribe) and every socket it opens is
+first checked against the venue's request budget (:mod:`feeds.budget`, figures in
+:mod:`feeds.limits`): opening a socket or sending an initial subscription waits for room;
+resubscriptions, which happen on a live socket, are held back (the instruments stay pending,
+merged with later ones) rather than stall the receive loop.
+
 Overflow policy: nothing is queued here. Parsed events go synchronously to the sink (the
 router), which owns the one bounded tick buffer of the process.
 """
@@ -23,6 +29,7 @@ import structlog
 from websockets.asyncio.client import connect as ws_connect
 
 from feeds.backoff import Backoff, is_transient
+from feeds.budget import RequestBudget, VenueBudget
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Reply, Status, StatusKind
 from feeds.venue import ConnectionPlan, Parser, VenueSpec
 
@@ -74,6 +81,8 @@ class FeedStats:
     gaps: int = 0
     venue_errors: int = 0
     resubscribes: int = 0
+    requests: int = 0
+    resubscribe_pending: int = 0
     last_error: str = ""
 
 
@@ -97,6 +106,8 @@ class Connection:
         connector: opens a socket (injectable for tests).
         backoff: reconnect policy.
         dead_after_s: no frame at all for this long (pings answered or not) restarts the socket.
+        budget: the per-IP budgets of the venue, shared by its connections (the daemon passes
+            one per venue group); a private one when None.
     """
 
     spec: VenueSpec
@@ -106,17 +117,27 @@ class Connection:
     connector: Connector = field(default_factory=default_connector)
     backoff: Backoff = field(default_factory=Backoff)
     dead_after_s: float = 60.0
+    budget: VenueBudget | None = None
     stats: FeedStats = field(init=False)
     _resubscribe: set[str] = field(default_factory=set, init=False)
     _got_frame: bool = field(default=False, init=False)
     _last_frame: float = field(default=0.0, init=False)
+    _shared: VenueBudget = field(init=False)
+    _requests: RequestBudget = field(init=False)
 
     def __post_init__(self) -> None:
         self.stats = FeedStats(self.spec.name, self.plan.url)
+        self._shared = self.budget or VenueBudget(self.spec.limits)
+        self._requests = RequestBudget(self.spec.limits.requests_per_connection)
 
     def request_resubscribe(self, instruments: Sequence[str]) -> None:
-        """Ask for the subscriptions of ``instruments`` to be refreshed on the live socket."""
+        """Ask for the subscriptions of ``instruments`` to be refreshed on the live socket.
+
+        The request is sent when the venue's request budget has room; until then the
+        instruments stay pending (``stats.resubscribe_pending``).
+        """
         self._resubscribe.update(i for i in instruments if i in self.plan.instruments)
+        self.stats.resubscribe_pending = len(self._resubscribe)
 
     async def run(self) -> None:
         """Connect, pump and reconnect forever (until cancelled)."""
@@ -150,10 +171,15 @@ class Connection:
             await asyncio.sleep(delay)
 
     async def _open(self) -> tuple[Socket, Parser]:
+        await self._wait_for(self._shared.connects)
+        self._shared.connects.spend(1, asyncio.get_running_loop().time())
         sock = await self.connector(self.plan.url)
+        # a new socket: a fresh per-connection budget, and its subscribe covers every instrument
+        self._requests = RequestBudget(self.spec.limits.requests_per_connection)
+        self._resubscribe.clear()
+        self.stats.resubscribe_pending = 0
         try:
-            for frame in self.spec.on_connect:
-                await sock.send(frame)
+            await self._send_paced(sock, self.spec.on_connect, paced=False)
             await self._send_paced(sock, self.plan.subscribe)
         except BaseException:
             await sock.close()
@@ -168,13 +194,31 @@ class Connection:
         )
         return sock, self.spec.new_parser()
 
-    async def _send_paced(self, sock: Socket, frames: Sequence[str]) -> None:
-        """Send frames no faster than the venue's subscribe rate."""
+    async def _send_paced(self, sock: Socket, frames: Sequence[str], paced: bool = True) -> None:
+        """Send frames no faster than the venue's subscribe rate, each within the budget."""
         gap = 1.0 / self.plan.subscribe_rate_hz
+        loop = asyncio.get_running_loop()
         for n, frame in enumerate(frames):
-            if n:
+            if n and paced:
                 await asyncio.sleep(gap)
+            await self._wait_for(self._requests, self._shared.requests)
+            # no await between the check and the spend: connections sharing a budget
+            # cannot both take its last slot
+            self._spend(1, loop.time())
             await sock.send(frame)
+
+    async def _wait_for(self, *budgets: RequestBudget) -> None:
+        """Sleep until one more request fits every budget."""
+        loop = asyncio.get_running_loop()
+        while (wait := max(b.wait_s(1, loop.time()) for b in budgets)) > 0.0:
+            if wait > 1.0:
+                log.info("feed_budget_wait", venue=self.spec.name, wait_s=round(wait, 1))
+            await asyncio.sleep(wait)
+
+    def _spend(self, n: int, now: float) -> None:
+        self._requests.spend(n, now)
+        self._shared.requests.spend(n, now)
+        self.stats.requests += n
 
     async def _pump(self, sock: Socket, parser: Parser, opened: float) -> None:
         """Receive until the socket fails or must be replaced (always ends with an exception).
@@ -287,14 +331,36 @@ class Connection:
         return None
 
     async def _flush_resubscribe(self, sock: Socket) -> None:
+        """Send the pending resubscriptions that the budget has room for now; keep the rest."""
         if not self._resubscribe or self.spec.resubscribe is None:
             self._resubscribe.clear()
+            self.stats.resubscribe_pending = 0
             return
-        instruments = sorted(self._resubscribe)
-        self._resubscribe.clear()
+        batch = self._affordable(sorted(self._resubscribe))
+        if batch is None:
+            return  # no room: try again next round, with whatever else went quiet meanwhile
+        instruments, frames = batch
+        self._resubscribe.difference_update(instruments)
+        self.stats.resubscribe_pending = len(self._resubscribe)
         self.stats.resubscribes += 1
         log.info("feed_resubscribe", venue=self.spec.name, instruments=instruments)
-        await self._send_paced(sock, self.spec.resubscribe(instruments, self.kind))
+        await self._send_paced(sock, frames)
+
+    def _affordable(self, instruments: list[str]) -> tuple[list[str], list[str]] | None:
+        """The largest leading half-split of ``instruments`` whose frames fit the budget now."""
+        assert self.spec.resubscribe is not None
+        now = asyncio.get_running_loop().time()
+        budgets = (self._requests, self._shared.requests)
+        capacity = min((c for b in budgets if (c := b.capacity) is not None), default=None)
+        while instruments:
+            frames = self.spec.resubscribe(instruments, self.kind)
+            fits = capacity is None or len(frames) <= capacity
+            if fits and max(b.wait_s(len(frames), now) for b in budgets) == 0.0:
+                return instruments, frames
+            if len(instruments) == 1:
+                return None
+            instruments = instruments[: len(instruments) // 2]
+        return None
 
     async def _replace(self, old: Socket) -> tuple[Socket, Parser, float]:
         """Open the successor first, wait for its first frame, then close the old socket."""

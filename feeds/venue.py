@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from feeds.events import FeedEvent, PriceKind
+from feeds.limits import UNLIMITED, VenueLimits
+from feeds.urls import ws_url
 
 
 class Parser(Protocol):
@@ -62,6 +64,9 @@ class VenueSpec:
         kinds: price kinds the venue can deliver.
         resubscribe: (instruments, price kind) -> frames that refresh those subscriptions on a
             live connection (unsubscribe then subscribe), used when one instrument goes silent.
+        limits: documented stream, request and connection limits (:mod:`feeds.limits`).
+        endpoint: checks a configured URL and returns the one ``plan`` builds on; raises
+            ``ConfigError`` saying what to write (a doubled path, a scheme other than ws/wss).
     """
 
     name: str
@@ -76,3 +81,5 @@ class VenueSpec:
         default_factory=lambda: frozenset({PriceKind.TRADE, PriceKind.MID})
     )
     resubscribe: Callable[[Sequence[str], PriceKind], list[str]] | None = None
+    limits: VenueLimits = UNLIMITED
+    endpoint: Callable[[str], str] = ws_url

@@ -78,11 +78,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(path: Path) -> int:
+    from feeds.plans import plan_feeds
+    from feeds.registry import VENUES
+
     config = load_config(path)
+    feeds = plan_feeds(config.feeds, VENUES, config.source)  # the URLs the daemon would use
+    connections = sum(len(feed.plans) for feed in feeds)
     print(
         f"{path}: ok ({len(config.tracked_symbols)} symbols, {len(config.portfolios)} "
-        f"portfolios, {len(config.rules)} rules)"
+        f"portfolios, {len(config.rules)} rules, {connections} feed connections)"
     )
+    for feed, planned in zip(config.feeds, feeds, strict=True):
+        if (note := planned.note(feed)) is not None:
+            print(f"note: {note}")
     return EXIT_OK
 
 

@@ -18,11 +18,15 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from feeds.budget import venue_budgets
 from feeds.events import FeedEvent, OptionQuote
+from feeds.plans import plan_feeds
 from feeds.registry import VENUES
-from feeds.router import Router, Source, TickBuffer
+from feeds.resubscribe import ResubscribePolicy
+from feeds.router import Router, TickBuffer
 from feeds.session import Connection, Connector, default_connector
 from feeds.venue import VenueSpec
+from feeds.watchdog import Watchdog
 from monitor.book import OptionMark
 from monitor.book_config import AccountConfig
 from monitor.checkpoint import Checkpoint, CompatibleRestore, capture, restore, restore_compatible
@@ -36,7 +40,6 @@ from monitor.snapshot import RiskSnapshot
 log = structlog.get_logger("riskmon.daemon")
 
 AlertListener = Callable[[AlertEvent], None]
-RESUBSCRIBE_EVERY_S = 30.0
 
 
 def option_mark(quote: OptionQuote) -> OptionMark | None:
@@ -86,17 +89,20 @@ class Daemon:
         listeners: called with every alert event (console, sinks).
         connector: websocket opener (injectable for tests).
         venues: venue registry (injectable for tests).
+        resubscribe: backoff between resubscribe requests of a quiet instrument.
     """
 
     config: Config
     listeners: Sequence[AlertListener] = ()
     connector: Connector = field(default_factory=default_connector)
     venues: Mapping[str, VenueSpec] = field(default_factory=lambda: VENUES)
+    resubscribe: ResubscribePolicy = field(default_factory=ResubscribePolicy)
     engine: Engine = field(init=False)
     rules: RuleEngine = field(init=False)
     buffer: TickBuffer = field(init=False)
     router: Router = field(init=False)
     connections: list[Connection] = field(init=False)
+    watchdog: Watchdog = field(init=False)
     on_step: Callable[[float], None] | None = None
     on_alerts: Callable[[list[AlertEvent], RiskSnapshot], None] | None = None
     latest: RiskSnapshot | None = field(default=None, init=False)
@@ -105,7 +111,6 @@ class Daemon:
     _heartbeat: float = field(default_factory=time.monotonic, init=False)
     _owner: dict[tuple[int, str], Connection] = field(default_factory=dict, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _last_resubscribe: dict[tuple[int, str], float] = field(default_factory=dict, init=False)
     stateful: ClassVar[bool] = True
     """Whether checkpoints keep this daemon's state (the feeds role has none)."""
 
@@ -122,14 +127,18 @@ class Daemon:
             self.engine, self.rules, cfg.live.snapshot_interval, self._on_snapshot, self.metric
         )
         self.connections = []
-        for index, feed in enumerate(cfg.feeds):
-            spec = self.venues[feed.venue]
-            kind = next(k for k in spec.kinds if k.value == feed.price)
-            for plan in spec.plan(feed.url or spec.default_url, feed.symbols, kind):
-                conn = Connection(spec, plan, kind, self._on_events, connector=self.connector)
+        feeds = plan_feeds(cfg.feeds, self.venues, cfg.source or "config")
+        budgets = venue_budgets([feed.spec.limits for feed in feeds])  # shared per venue host
+        for feed in feeds:
+            for plan in feed.plans:
+                budget = budgets[feed.spec.limits.group]
+                conn = Connection(
+                    feed.spec, plan, feed.kind, self._on_events, self.connector, budget=budget
+                )
                 self.connections.append(conn)
                 for instrument in plan.instruments:
-                    self._owner[(index, instrument)] = conn
+                    self._owner[(feed.index, instrument)] = conn
+        self.watchdog = Watchdog(self.router, self._owner, self.resubscribe)
 
     def _on_events(self, venue: str, events: list[FeedEvent], mono: float) -> None:
         self.router.on_events(venue, events, mono)
@@ -277,27 +286,5 @@ class Daemon:
         return None
 
     async def _watchdog(self) -> None:
-        """Detect silent instruments once a second; resubscribe them and report."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            newly, still = self.router.check(now)
-            for src in newly:
-                log.warning(
-                    "feed_stale",
-                    venue=src.venue,
-                    instrument=src.instrument,
-                    symbol=src.symbol,
-                    silent_s=round(now - src.last_seen, 1),
-                )
-            for src in newly + still:
-                self._resubscribe(src, now)
-
-    def _resubscribe(self, src: Source, now: float) -> None:
-        key = (src.feed, src.instrument)
-        if now - self._last_resubscribe.get(key, -1e18) < RESUBSCRIBE_EVERY_S:
-            return
-        self._last_resubscribe[key] = now
-        conn = self._owner.get(key)
-        if conn is not None:
-            conn.request_resubscribe([src.instrument])
+        """Detect silent instruments once a second; resubscribe them (with backoff), report."""
+        await self.watchdog.run()

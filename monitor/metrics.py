@@ -351,18 +351,30 @@ def _feeds(daemon: Daemon, mono: float, wall: float) -> Iterator[Metric]:
             ("messages", "Frames received."),
             ("parse_errors", "Frames dropped as unparseable."),
             ("gaps", "Sequence gaps."),
+            ("resubscribes", "Resubscribe requests sent for quiet instruments."),
+            ("requests", "Subscribe, unsubscribe and control frames sent (request budget)."),
         )
     }
+    pending = _gauge(
+        "feed_resubscribe_pending", "Quiet instruments waiting for request budget.", ["venue"]
+    )
     sums: dict[tuple[str, str], int] = {}
     for n, conn in enumerate(daemon.connections):
         s = conn.stats
         connected.add_metric([s.venue, str(n)], 1.0 if s.connected else 0.0)
-        for name in totals:
+        for name in (*totals, "resubscribe_pending"):
             sums[(name, s.venue)] = sums.get((name, s.venue), 0) + getattr(s, name)
     for (name, venue), value in sorted(sums.items()):
-        totals[name].add_metric([venue], value)
+        (pending if name == "resubscribe_pending" else totals[name]).add_metric([venue], value)
     yield connected
     yield from totals.values()
+    yield pending
+    replayed = _counter(
+        "feed_replayed_quotes", "Snapshot quotes not newer than the last seen, dropped.", ["venue"]
+    )
+    for venue, count in sorted(_replayed(daemon).items()):
+        replayed.add_metric([venue], count)
+    yield replayed
     staleness = _gauge(
         "feed_staleness_seconds", "Seconds since the last quote.", ["venue", "symbol"]
     )
@@ -377,6 +389,14 @@ def _feeds(daemon: Daemon, mono: float, wall: float) -> Iterator[Metric]:
     for (venue, symbol), count in sorted(daemon.router.routed.items()):
         ticks.add_metric([venue, symbol], count)
     yield ticks
+
+
+def _replayed(daemon: Daemon) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for group in daemon.router.sources.values():
+        for src in group:
+            counts[src.venue] = counts.get(src.venue, 0) + src.replayed
+    return counts
 
 
 def _rules(daemon: Daemon) -> Iterator[Metric]:

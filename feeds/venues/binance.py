@@ -5,6 +5,11 @@ subscribe frame is needed; every message then arrives wrapped as ``{"stream":...
 The parser also accepts unwrapped raw-stream frames. USD-M routes streams by path: ``/public``
 carries ``@bookTicker`` and depth, ``/market`` carries ``@aggTrade`` and ``@markPrice``; the root
 URL accepts ``/market`` streams and then sends nothing, so root URLs are never built.
+
+A configured URL is the host root: the documented paths (``/stream``, ``/ws``, and for USD-M the
+routes ``/market``, ``/public``, ``/private``) are stripped so that they are not doubled; a URL
+that names streams itself (a query, ``/ws/btcusdt@trade``) is rejected with the URL to write.
+Spot carries at most 1024 streams per connection, USD-M 200 (:mod:`feeds.limits`).
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from feeds import limits
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.urls import split_ws_url, strip_suffixes
 from feeds.venue import ConnectionPlan, VenueSpec
 from feeds.venues.fields import WIRE_ERRORS, FieldReader, chunks, offered, to_json
+from monitor.errors import ConfigError
 
 SPOT_URL: Final = "wss://stream.binance.com:9443"
 USDM_URL: Final = "wss://fstream.binance.com"
-MAX_STREAMS_PER_CONNECTION: Final = 1024
 MAX_LIFETIME_S: Final = 23.5 * 3600.0  # the venue cuts every connection at 24 h
 UNSUBSCRIBE_ID: Final = 1
 SUBSCRIBE_ID: Final = 2
@@ -38,6 +45,8 @@ USDM_ROUTES: Final[Mapping[PriceKind, Route]] = {
     PriceKind.MARK: ("/market", "markPrice@1s"),
     PriceKind.INDEX: ("/market", "markPrice@1s"),  # markPriceUpdate carries the index too
 }
+SPOT_PATHS: Final = ("/stream", "/ws")
+USDM_PATHS: Final = ("/stream", "/ws", "/market", "/public", "/private")
 _BOOK_KEYS: Final = frozenset({"u", "s", "b", "a"})
 _READ: Final = FieldReader("binance")
 
@@ -78,8 +87,9 @@ def plan_connections(
     url: str,
     instruments: Sequence[str],
     kind: PriceKind,
+    max_streams: int = limits.BINANCE.streams_per_connection,
 ) -> list[ConnectionPlan]:
-    """Combined-stream URLs, at most 1024 streams each, reconnecting before the 24 h cut.
+    """Combined-stream URLs, at most ``max_streams`` each, reconnecting before the 24 h cut.
 
     Args:
         venue: venue name, for error messages.
@@ -87,13 +97,14 @@ def plan_connections(
         url: the host root, e.g. ``wss://fstream.binance.com`` (no path).
         instruments: native symbols, e.g. ``BTCUSDT``.
         kind: the price kind to subscribe.
+        max_streams: the venue's streams-per-connection limit.
 
     Raises:
         ConfigError: the venue does not offer ``kind``.
     """
     path = offered(venue, routes, kind)[0]
     plans = []
-    for chunk in chunks(list(dict.fromkeys(instruments)), MAX_STREAMS_PER_CONNECTION):
+    for chunk in chunks(list(dict.fromkeys(instruments)), max_streams):
         streams = "/".join(stream_names(routes, chunk, kind))
         plans.append(
             ConnectionPlan(
@@ -120,6 +131,28 @@ def resubscribe_frames(
         _request("UNSUBSCRIBE", params, UNSUBSCRIBE_ID),
         _request("SUBSCRIBE", params, SUBSCRIBE_ID),
     ]
+
+
+def host_root(venue: str, url: str, documented_paths: Sequence[str]) -> str:
+    """The URL that plans build on: ``url`` without the documented paths it may end with.
+
+    ``wss://stream.binance.com:9443/stream`` (the form the docs show) becomes
+    ``wss://stream.binance.com:9443``, so that ``/stream?streams=...`` is not doubled; a proxy
+    prefix such as ``/binance`` is kept.
+
+    Raises:
+        ConfigError: not a ws/wss URL, or a URL that names streams (a query, ``@`` in the path).
+    """
+    parts = split_ws_url(url)
+    root = f"{parts.scheme}://{parts.netloc}"
+    if parts.query or "@" in parts.path:
+        kept = parts.path.split("@")[0].rsplit("/", 1)[0] if "@" in parts.path else parts.path
+        suggestion = root + strip_suffixes(kept, documented_paths)
+        raise ConfigError(
+            f"{venue}: url {url!r} names streams; riskmon names them from the feed's symbols, "
+            f'so write url = "{suggestion}"'
+        )
+    return root + strip_suffixes(parts.path, documented_paths)
 
 
 def _request(method: str, params: list[str], request_id: int) -> str:
@@ -245,12 +278,23 @@ class BinanceParser:
         ]
 
 
-def _spec(name: str, url: str, routes: Mapping[PriceKind, Route]) -> VenueSpec:
+def _spec(
+    name: str,
+    url: str,
+    routes: Mapping[PriceKind, Route],
+    venue_limits: limits.VenueLimits,
+    paths: Sequence[str],
+) -> VenueSpec:
     def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
-        return plan_connections(name, routes, url, instruments, kind)
+        root = host_root(name, url, paths)
+        max_streams = venue_limits.streams_per_connection
+        return plan_connections(name, routes, root, instruments, kind, max_streams)
 
     def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
         return resubscribe_frames(name, routes, instruments, kind)
+
+    def endpoint(url: str) -> str:
+        return host_root(name, url, paths)
 
     return VenueSpec(
         name=name,
@@ -259,8 +303,10 @@ def _spec(name: str, url: str, routes: Mapping[PriceKind, Route]) -> VenueSpec:
         new_parser=lambda: BinanceParser(name),
         kinds=frozenset(routes),
         resubscribe=resubscribe,
+        limits=venue_limits,
+        endpoint=endpoint,
     )
 
 
-BINANCE: Final = _spec("binance", SPOT_URL, SPOT_ROUTES)
-BINANCE_USDM: Final = _spec("binance-usdm", USDM_URL, USDM_ROUTES)
+BINANCE: Final = _spec("binance", SPOT_URL, SPOT_ROUTES, limits.BINANCE, SPOT_PATHS)
+BINANCE_USDM: Final = _spec("binance-usdm", USDM_URL, USDM_ROUTES, limits.BINANCE_USDM, USDM_PATHS)

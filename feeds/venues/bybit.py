@@ -5,6 +5,10 @@ args per frame (the spot limit, used everywhere). Linear ``tickers`` arrive as o
 deltas carrying only the fields that changed, so the parser (one per connection) keeps the last
 value of each price field per symbol. Spot tickers carry no best bid/ask: spot MID comes from the
 level-1 order book ``orderbook.1``, which Bybit pushes as whole snapshots.
+
+Bybit's ``type: snapshot`` is not a replay marker (every ``publicTrade`` and ``orderbook.1``
+message carries it), so Bybit quotes are never marked ``snapshot``: the router's event-time rule
+alone decides freshness. Connections carry at most 200 topics (:mod:`feeds.limits`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
+from feeds import limits
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, VenueSpec
 from feeds.venues.fields import FieldReader, chunks, offered, to_json
@@ -182,14 +187,15 @@ def _frame_ts(message: dict[str, Any], recv_ts: float) -> float:
 
 def _spec(name: str, url: str, topics: Mapping[PriceKind, str]) -> VenueSpec:
     def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
-        args = topic_args(name, topics, instruments, kind)
-        if not args:
-            return []
-        symbols = tuple(dict.fromkeys(instruments))
+        offered(name, topics, kind)
+        size = limits.BYBIT.streams_per_connection
         return [
             ConnectionPlan(
-                url=url, subscribe=tuple(op_frames("subscribe", args)), instruments=symbols
+                url=url,
+                subscribe=tuple(op_frames("subscribe", topic_args(name, topics, chunk, kind))),
+                instruments=chunk,
             )
+            for chunk in chunks(list(dict.fromkeys(instruments)), size)
         ]
 
     def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
@@ -206,6 +212,7 @@ def _spec(name: str, url: str, topics: Mapping[PriceKind, str]) -> VenueSpec:
         ping_when_busy=True,
         kinds=frozenset(topics),
         resubscribe=resubscribe,
+        limits=limits.BYBIT,  # one host: linear and spot share the per-IP connection budget
     )
 
 

@@ -6,6 +6,11 @@ plus, always, the ``heartbeats`` channel: Coinbase closes channels of quiet prod
 
 ``sequence_num`` counts frames per *connection* across all channels, so the parser (one per
 connection) reports a jump as ``Status(GAP)``: the session decides how to resync.
+
+After each subscribe Coinbase replays state as events of type ``snapshot`` (recent trades, the
+current ticker): their quotes are marked ``snapshot`` so that they never make a quiet product
+look fresh. A trade symbol is priced by ``market_trades`` only: the ticker's ``price`` (the last
+trade, repeated on every ticker update) is not a trade print.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from feeds import limits
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, Parser, VenueSpec
 from feeds.venues.fields import (
@@ -33,8 +39,7 @@ DEFAULT_URL = "wss://advanced-trade-ws.coinbase.com"
 
 _CHANNELS = {PriceKind.TRADE: "market_trades", PriceKind.MID: "ticker"}
 _HEARTBEATS = "heartbeats"
-# Not a venue limit (none is documented): keeps what one reconnect must re-subscribe bounded.
-_MAX_PRODUCTS_PER_CONNECTION = 100
+_SNAPSHOT = "snapshot"
 # Unauthenticated clients may send 8 messages per second per IP; leave room for other connections.
 _SUBSCRIBE_RATE_HZ = 4.0
 _READ = FieldReader(VENUE)
@@ -59,17 +64,18 @@ class _Trade(msgspec.Struct):
 
 
 class _TradesEvent(msgspec.Struct):
+    kind: str | None = msgspec.field(default=None, name="type")
     trades: list[_Trade] = msgspec.field(default_factory=list)
 
 
 class _Ticker(msgspec.Struct):
     product_id: str
-    price: str | None = None
     best_bid: str | None = None
     best_ask: str | None = None
 
 
 class _TickerEvent(msgspec.Struct):
+    kind: str | None = msgspec.field(default=None, name="type")
     tickers: list[_Ticker] = msgspec.field(default_factory=list)
 
 
@@ -150,26 +156,28 @@ class CoinbaseParser:
     def _trades(self, envelope: _Envelope, recv_ts: float) -> list[FeedEvent]:
         quotes: list[Quote] = []
         for event in _TRADES_EVENTS.decode(envelope.events):
+            replay = event.kind == _SNAPSHOT
             for trade in event.trades:
                 price = _price(trade.price, "price")
                 if price is None:
                     continue
                 ts = parse_rfc3339(trade.time) if trade.time else _frame_ts(envelope, recv_ts)
-                quotes.append(Quote(VENUE, trade.product_id, PriceKind.TRADE, price, ts, recv_ts))
+                kind, product = PriceKind.TRADE, trade.product_id
+                quotes.append(Quote(VENUE, product, kind, price, ts, recv_ts, replay))
         return oldest_first(quotes)
 
     def _tickers(self, envelope: _Envelope, recv_ts: float) -> list[FeedEvent]:
+        """MID quotes from best bid and ask (the ticker's ``price`` is left to market_trades)."""
         out: list[FeedEvent] = []
         ts = _frame_ts(envelope, recv_ts)
         for event in _TICKER_EVENTS.decode(envelope.events):
+            replay = event.kind == _SNAPSHOT
             for ticker in event.tickers:
                 bid = _price(ticker.best_bid, "best_bid")
                 mid = mid_price(bid, _price(ticker.best_ask, "best_ask"))
                 if mid is not None:
-                    out.append(Quote(VENUE, ticker.product_id, PriceKind.MID, mid, ts, recv_ts))
-                last = _price(ticker.price, "price")
-                if last is not None:
-                    out.append(Quote(VENUE, ticker.product_id, PriceKind.TRADE, last, ts, recv_ts))
+                    product, kind = ticker.product_id, PriceKind.MID
+                    out.append(Quote(VENUE, product, kind, mid, ts, recv_ts, replay))
         return out
 
 
@@ -202,7 +210,8 @@ def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[Connecti
     """
     channel = offered(VENUE, _CHANNELS, kind)
     plans = []
-    for chunk in chunks(list(dict.fromkeys(instruments)), _MAX_PRODUCTS_PER_CONNECTION):
+    size = limits.COINBASE.streams_per_connection
+    for chunk in chunks(list(dict.fromkeys(instruments)), size):
         frames = (_frame("subscribe", chunk, _HEARTBEATS), _frame("subscribe", chunk, channel))
         plans.append(ConnectionPlan(url, frames, chunk, subscribe_rate_hz=_SUBSCRIBE_RATE_HZ))
     return plans
@@ -226,4 +235,5 @@ COINBASE = VenueSpec(
     idle_ping=None,  # the heartbeats channel sends a frame every second
     kinds=frozenset({PriceKind.TRADE, PriceKind.MID}),
     resubscribe=resubscribe,
+    limits=limits.COINBASE,
 )

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from feeds import limits
 from feeds.events import (
     FeedEvent,
     FeedParseError,
@@ -43,9 +44,8 @@ _UNSUBSCRIBE_ID = 1_000_000
 _RESUBSCRIBE_ID = 1_000_001
 _TEST_ID_BASE = 2_000_000
 _INTERVAL = "100ms"
-# Our choices, not venue limits: bounded subscribe frames and a bounded set per reconnect.
+# Our choice, not a venue limit: bounded subscribe frames.
 _CHANNELS_PER_FRAME = 100
-_MAX_INSTRUMENTS_PER_CONNECTION = 500
 _KINDS = frozenset({PriceKind.TRADE, PriceKind.MID, PriceKind.MARK, PriceKind.INDEX})
 
 
@@ -250,7 +250,8 @@ def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[Connecti
     """
     _check_kind(kind)
     plans = []
-    for chunk in chunks(list(dict.fromkeys(instruments)), _MAX_INSTRUMENTS_PER_CONNECTION):
+    size = limits.DERIBIT.streams_per_connection
+    for chunk in chunks(list(dict.fromkeys(instruments)), size):
         batches = chunks(_channels(chunk), _CHANNELS_PER_FRAME)
         frames = tuple(
             _rpc(_SUBSCRIBE_ID_BASE + i, "public/subscribe", {"channels": batch})
@@ -283,4 +284,5 @@ DERIBIT = VenueSpec(
     on_connect=(SET_HEARTBEAT,),
     kinds=_KINDS,
     resubscribe=resubscribe,
+    limits=limits.DERIBIT,
 )

@@ -4,7 +4,12 @@ v2 frames are JSON objects with prices as JSON numbers (msgspec rejects numbers 
 float range, so every price is finite): data on ``{"channel": ...}``, request
 acknowledgements on ``{"method": ...}``. The v1 API (``wss://ws.kraken.com``, JSON arrays) is a
 different protocol: its array frames raise :class:`FeedParseError` here, because seeing one means
-the connection points at the wrong endpoint.
+the connection points at the wrong endpoint, and a configured v1 URL is rejected up front.
+
+``ticker`` is subscribed with ``event_trigger = "bbo"``, so the mid moves when the best bid or
+offer changes (Kraken's default, ``trades``, updates it only when a trade prints); its ``last``
+is not a trade print and never prices a trade symbol (``trade`` does). Frames of type
+``snapshot`` (state replayed after a subscribe) give quotes marked ``snapshot``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from collections.abc import Sequence
 
 import msgspec
 
+from feeds import limits
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
+from feeds.urls import split_ws_url, ws_url
 from feeds.venue import ConnectionPlan, Parser, VenueSpec
 from feeds.venues.fields import (
     WIRE_ERRORS,
@@ -24,14 +31,14 @@ from feeds.venues.fields import (
     parse_rfc3339_or,
     to_json,
 )
+from monitor.errors import ConfigError
 
 VENUE = "kraken"
 DEFAULT_URL = "wss://ws.kraken.com/v2"
 
 _CHANNELS = {PriceKind.TRADE: "trade", PriceKind.MID: "ticker"}
-# Not a venue limit (none is documented): keeps what one reconnect must re-subscribe bounded.
-_MAX_SYMBOLS_PER_CONNECTION = 100
 _PING = '{"method":"ping"}'
+_V1_HOSTS = frozenset({"ws.kraken.com", "beta-ws.kraken.com"})
 
 
 # --- wire types ----------------------------------------------------------------------------
@@ -39,6 +46,7 @@ _PING = '{"method":"ping"}'
 
 class _Frame(msgspec.Struct):
     channel: str | None = None
+    kind: str | None = msgspec.field(default=None, name="type")
     data: msgspec.Raw = msgspec.Raw()
     method: str | None = None
     success: bool | None = None
@@ -62,7 +70,6 @@ class _Ticker(msgspec.Struct):
     symbol: str
     bid: float | None = None
     ask: float | None = None
-    last: float | None = None
     timestamp: str | None = None  # newer v2 servers send it; older ones do not
 
 
@@ -88,9 +95,9 @@ class KrakenParser:
     def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
         """Parse one frame; see :class:`feeds.venue.Parser`.
 
-        Trade quotes carry the trade's ``timestamp``; ticker quotes carry the ticker's
+        Trade quotes carry the trade's ``timestamp``; ticker (mid) quotes carry the ticker's
         ``timestamp`` when the server sends one, else ``recv_ts``. Quotes are emitted only for
-        positive prices (``last`` is 0 for a pair that has not traded in 24 h).
+        positive prices, and marked ``snapshot`` when the frame is one.
 
         Raises:
             FeedParseError: the frame is malformed, or is a v1 (JSON array) frame.
@@ -116,10 +123,11 @@ class KrakenParser:
             return []  # book, ohlc, instrument, ...: not needed
         if not frame.data:
             raise FeedParseError(f"{VENUE}: {channel} frame without data")
+        replay = frame.kind == "snapshot"
         if channel == "trade":
-            return _trades(_TRADES.decode(frame.data), recv_ts)
+            return _trades(_TRADES.decode(frame.data), recv_ts, replay)
         if channel == "ticker":
-            return _tickers(_TICKERS.decode(frame.data), recv_ts)
+            return _tickers(_TICKERS.decode(frame.data), recv_ts, replay)
         return [_status(status) for status in _STATUSES.decode(frame.data)]
 
     def _ack(self, frame: _Frame) -> list[FeedEvent]:
@@ -138,25 +146,24 @@ class KrakenParser:
         return [Status(VENUE, StatusKind.SUBSCRIBED, channel, symbol)]
 
 
-def _trades(trades: list[_Trade], recv_ts: float) -> list[FeedEvent]:
+def _trades(trades: list[_Trade], recv_ts: float, replay: bool) -> list[FeedEvent]:
     quotes: list[Quote] = []
     for trade in trades:
         if trade.price <= 0.0:
             continue
         ts = parse_rfc3339_or(trade.timestamp, recv_ts)
-        quotes.append(Quote(VENUE, trade.symbol, PriceKind.TRADE, trade.price, ts, recv_ts))
+        kind, price = PriceKind.TRADE, trade.price
+        quotes.append(Quote(VENUE, trade.symbol, kind, price, ts, recv_ts, replay))
     return oldest_first(quotes)
 
 
-def _tickers(tickers: list[_Ticker], recv_ts: float) -> list[FeedEvent]:
+def _tickers(tickers: list[_Ticker], recv_ts: float, replay: bool) -> list[FeedEvent]:
     out: list[FeedEvent] = []
     for ticker in tickers:
         ts = parse_rfc3339_or(ticker.timestamp, recv_ts)
-        mid, last = mid_price(ticker.bid, ticker.ask), ticker.last
+        mid = mid_price(ticker.bid, ticker.ask)
         if mid is not None:
-            out.append(Quote(VENUE, ticker.symbol, PriceKind.MID, mid, ts, recv_ts))
-        if last is not None and last > 0.0:
-            out.append(Quote(VENUE, ticker.symbol, PriceKind.TRADE, last, ts, recv_ts))
+            out.append(Quote(VENUE, ticker.symbol, PriceKind.MID, mid, ts, recv_ts, replay))
     return out
 
 
@@ -170,19 +177,39 @@ def _status(status: _SystemStatus) -> Status:
 
 
 def _frame(method: str, channel: str, symbols: Sequence[str]) -> str:
-    return to_json({"method": method, "params": {"channel": channel, "symbol": list(symbols)}})
+    params: dict[str, object] = {"channel": channel, "symbol": list(symbols)}
+    if method == "subscribe" and channel == "ticker":
+        params["event_trigger"] = "bbo"  # a mid that follows the book, not the trades
+    return to_json({"method": method, "params": params})
+
+
+def endpoint(url: str) -> str:
+    """The configured URL, used as written; Kraken's v1 endpoint is refused.
+
+    Raises:
+        ConfigError: not a ws/wss URL, or the v1 root (``wss://ws.kraken.com``), which speaks
+            another protocol.
+    """
+    parts = split_ws_url(url)
+    if parts.hostname in _V1_HOSTS and parts.path.rstrip("/") == "":
+        raise ConfigError(
+            f"{VENUE}: url {url!r} is the v1 endpoint (another protocol); "
+            f'write url = "{parts.scheme}://{parts.netloc}/v2"'
+        )
+    return ws_url(url)
 
 
 def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
     """Connection plans for Kraken v2 symbols (e.g. ``"BTC/USD"``): ``trade`` or ``ticker``.
 
     Raises:
-        ConfigError: ``kind`` is neither trade nor mid.
+        ConfigError: ``kind`` is neither trade nor mid, or the URL is unusable.
     """
-    channel = offered(VENUE, _CHANNELS, kind)
+    url, channel = endpoint(url), offered(VENUE, _CHANNELS, kind)
+    size = limits.KRAKEN.streams_per_connection
     return [
         ConnectionPlan(url, (_frame("subscribe", channel, chunk),), chunk)
-        for chunk in chunks(list(dict.fromkeys(instruments)), _MAX_SYMBOLS_PER_CONNECTION)
+        for chunk in chunks(list(dict.fromkeys(instruments)), size)
     ]
 
 
@@ -206,4 +233,6 @@ KRAKEN = VenueSpec(
     idle_ping=_PING,
     kinds=frozenset({PriceKind.TRADE, PriceKind.MID}),
     resubscribe=resubscribe,
+    limits=limits.KRAKEN,
+    endpoint=endpoint,
 )

@@ -4,6 +4,9 @@ Subscriptions are ``{"op":"subscribe","args":[{"channel":"tickers","instId":"BTC
 OKX drops a connection that stays silent for 30 s, so the session sends the plain text ``ping``
 when idle and OKX answers ``pong``. About 30 s before a service upgrade OKX sends a ``notice``
 with code 64008, reported as MAINTENANCE so that the session reconnects cleanly.
+
+OKX allows 480 subscribe/unsubscribe requests per hour per connection (:mod:`feeds.limits`), so
+instruments are spread over connections of at most 200, each with its own request budget.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from feeds import limits
 from feeds.events import FeedEvent, FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.venue import ConnectionPlan, VenueSpec
 from feeds.venues.fields import FieldReader, chunks, offered, to_json
@@ -42,13 +46,16 @@ def op_frames(op: str, args: Sequence[dict[str, str]]) -> list[str]:
 
 
 def plan(url: str, instruments: Sequence[str], kind: PriceKind) -> list[ConnectionPlan]:
-    """One connection carrying every instrument of ``kind``."""
-    args = channel_args(instruments, kind)
-    if not args:
-        return []
-    symbols = tuple(dict.fromkeys(instruments))
+    """Connections of at most ``streams_per_connection`` instruments of ``kind`` each."""
+    offered("okx", CHANNELS, kind)
+    size = limits.OKX.streams_per_connection
     return [
-        ConnectionPlan(url=url, subscribe=tuple(op_frames("subscribe", args)), instruments=symbols)
+        ConnectionPlan(
+            url=url,
+            subscribe=tuple(op_frames("subscribe", channel_args(chunk, kind))),
+            instruments=chunk,
+        )
+        for chunk in chunks(list(dict.fromkeys(instruments)), size)
     ]
 
 
@@ -61,9 +68,10 @@ def resubscribe(instruments: Sequence[str], kind: PriceKind) -> list[str]:
 class OkxParser:
     """Turns one OKX frame into quotes and status events; raises only FeedParseError.
 
-    ``trades`` gives TRADE (``px`` at ``ts``). ``tickers`` gives MID from ``bidPx``/``askPx`` and
-    TRADE from ``last`` (the last trade price), at the ticker's ``ts``; OKX sends ``""`` for a
-    missing price, which means no quote. Other channels (books, ...) give ``[]``.
+    ``trades`` gives TRADE (``px`` at ``ts``). ``tickers`` gives MID from ``bidPx``/``askPx`` at
+    the ticker's ``ts`` (its ``last`` is not a trade print: trade symbols are priced by
+    ``trades``); OKX sends ``""`` for a missing price, which means no quote. Other channels
+    (books, ...) give ``[]``.
     """
 
     def __init__(self, venue: str = "okx") -> None:
@@ -103,13 +111,10 @@ class OkxParser:
 
     def _ticker(self, item: dict[str, Any], recv_ts: float) -> list[Quote]:
         inst, ts = _READ.text(item, "instId"), _READ.ms(item, "ts")
-        bid, ask, last = _price(item, "bidPx"), _price(item, "askPx"), _price(item, "last")
-        quotes = []
-        if bid is not None and ask is not None:
-            quotes.append(Quote(self._venue, inst, PriceKind.MID, (bid + ask) / 2.0, ts, recv_ts))
-        if last is not None:
-            quotes.append(Quote(self._venue, inst, PriceKind.TRADE, last, ts, recv_ts))
-        return quotes
+        bid, ask = _price(item, "bidPx"), _price(item, "askPx")
+        if bid is None or ask is None:
+            return []
+        return [Quote(self._venue, inst, PriceKind.MID, (bid + ask) / 2.0, ts, recv_ts)]
 
     def _trade(self, item: dict[str, Any], recv_ts: float) -> Quote:
         price = _price(item, "px")
@@ -147,4 +152,5 @@ OKX: Final = VenueSpec(
     idle_ping_s=20.0,
     kinds=frozenset(CHANNELS),
     resubscribe=resubscribe,
+    limits=limits.OKX,
 )

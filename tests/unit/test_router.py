@@ -10,7 +10,8 @@ import pytest
 
 from feeds.backoff import Backoff, is_transient
 from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
-from feeds.router import Router, TickBuffer
+from feeds.registry import VENUES
+from feeds.router import MAX_AHEAD_S, Router, TickBuffer
 from monitor.config import Config
 from monitor.daemon import _Batch
 from monitor.model import Tick
@@ -35,8 +36,15 @@ symbols = ["BTCUSDT", "ETHUSDT"]
 """
 
 
-def _quote(venue: str, instrument: str, price: float, kind: PriceKind = PriceKind.TRADE) -> Quote:
-    return Quote(venue, instrument, kind, price, ts=1000.0, recv_ts=1000.0)
+def _quote(
+    venue: str,
+    instrument: str,
+    price: float,
+    kind: PriceKind = PriceKind.TRADE,
+    ts: float = 1000.0,
+    snapshot: bool = False,
+) -> Quote:
+    return Quote(venue, instrument, kind, price, ts=ts, recv_ts=ts, snapshot=snapshot)
 
 
 @pytest.fixture
@@ -55,23 +63,29 @@ def test_quotes_of_the_configured_kind_become_engine_ticks(router: Router) -> No
 
 def test_second_venue_stands_in_while_the_first_is_stale(router: Router) -> None:
     """Coinbase (alias BTCUSDT) is standby while Binance is fresh, active when it is silent."""
-    router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
-    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 101.0, PriceKind.MID)], mono=2.0)
+
+    def send(venue: str, instrument: str, price: float, mono: float) -> None:
+        kind = PriceKind.MID if venue == "coinbase" else PriceKind.TRADE
+        router.on_events(venue, [_quote(venue, instrument, price, kind, 1000.0 + mono)], mono)
+
+    send("binance", "BTCUSDT", 100.0, 1.0)
+    send("coinbase", "BTC-USD", 101.0, 2.0)
     assert [t.price for t in router.buffer.drain()[0]] == [100.0]
     assert router.standby["BTCUSDT"] == 1
-    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 102.0, PriceKind.MID)], mono=12.0)
+    send("coinbase", "BTC-USD", 102.0, 12.0)
     assert [t.price for t in router.buffer.drain()[0]] == [102.0]
-    router.on_events("binance", [_quote("binance", "BTCUSDT", 103.0)], mono=13.0)
-    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 104.0, PriceKind.MID)], mono=13.5)
+    send("binance", "BTCUSDT", 103.0, 13.0)
+    send("coinbase", "BTC-USD", 104.0, 13.5)
     assert [t.price for t in router.buffer.drain()[0]] == [103.0]  # binance is back in charge
 
 
 def test_one_silent_symbol_is_detected_while_others_flow(router: Router) -> None:
     """ETHUSDT silent for more than stale_after is reported once as newly stale."""
     for mono in range(1, 25):
-        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=float(mono))
+        ts = 1000.0 + mono
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0, ts=ts)], float(mono))
         router.on_events(
-            "coinbase", [_quote("coinbase", "BTC-USD", 100.0, PriceKind.MID)], mono=float(mono)
+            "coinbase", [_quote("coinbase", "BTC-USD", 100.0, PriceKind.MID, ts)], float(mono)
         )
     newly, still = router.check(24.0)
     assert [(s.venue, s.instrument) for s in newly] == [("binance", "ETHUSDT")]
@@ -126,8 +140,9 @@ def test_retry_policy_separates_network_from_parse_errors() -> None:
 def test_routed_ticks_are_counted_by_venue_and_symbol(router: Router) -> None:
     """Only ticks that reach the engine count; the standby venue's quotes do not."""
     for mono in (1.0, 2.0, 3.0):
-        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=mono)
-        router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 1.0, PriceKind.MID)], mono)
+        ts = 1000.0 + mono
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0, ts=ts)], mono)
+        router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 1.0, PriceKind.MID, ts)], mono)
     router.on_events("binance", [_quote("binance", "ETHUSDT", 10.0)], mono=4.0)
     assert router.routed == {("binance", "BTCUSDT"): 3, ("binance", "ETHUSDT"): 1}
     assert router.standby["BTCUSDT"] == 3
@@ -171,3 +186,156 @@ def test_engine_batch_is_the_stable_sort_of_the_ticks(seed: int) -> None:
     np.testing.assert_array_equal(batch.ts, [t.ts for t in expected])
     assert batch.symbol == [t.symbol for t in expected]
     np.testing.assert_array_equal(batch.price, [t.price for t in expected])
+
+
+# --- freshness: only live data newer than the last seen --------------------------------------
+
+COINBASE_TRADES = """
+[[feeds]]
+venue = "coinbase"
+symbols = ["BTC-USD"]
+price = "trade"
+stale_after = "10s"
+aliases = { "BTC-USD" = "BTCUSDT" }
+
+[[feeds]]
+venue = "binance"
+symbols = ["BTCUSDT"]
+stale_after = "10s"
+"""
+
+
+@pytest.fixture
+def coinbase_first(make_config: Callable[..., Config]) -> Router:
+    config = make_config(COINBASE_TRADES, base='[universe]\nsymbols = ["BTCUSDT"]\n')
+    return Router(config.feeds, TickBuffer(1000), start_mono=0.0)
+
+
+def test_a_snapshot_of_old_trades_after_a_resubscribe_is_not_fresh_and_not_routed(
+    coinbase_first: Router,
+) -> None:
+    """Coinbase trades at 1001..1003, silence, then a resubscribe replays them as a snapshot:
+    the source stays stale, the engine gets nothing, the replays are counted."""
+    router = coinbase_first
+    for n in (1, 2, 3):
+        router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0 + n, ts=1000.0 + n)], n)
+    assert len(router.buffer.drain()[0]) == 3
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    newly, _ = router.check(20.0)
+    assert src in newly
+    replay = [
+        _quote("coinbase", "BTC-USD", 100.0 + n, ts=1000.0 + n, snapshot=True) for n in (2, 3)
+    ]
+    router.on_events("coinbase", replay, mono=21.0)
+    assert (src.stale, src.last_seen, src.replayed) == (True, 3.0, 2)
+    assert len(router.buffer) == 0
+    live = _quote("coinbase", "BTC-USD", 110.0, ts=1022.0)
+    router.on_events("coinbase", [live], mono=22.0)
+    assert (src.stale, src.last_seen) == (False, 22.0)
+    assert [t.price for t in router.buffer.drain()[0]] == [110.0]
+
+
+def test_a_snapshot_with_a_missed_trade_reaches_the_engine_but_does_not_refresh(
+    coinbase_first: Router,
+) -> None:
+    """A snapshot trade newer than any seen (printed while the channel was dead) gives the
+    engine the latest price, yet the source stays stale until live data arrives."""
+    router = coinbase_first
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 1.0)
+    router.buffer.drain()
+    missed = _quote("coinbase", "BTC-USD", 99.0, ts=1015.0, snapshot=True)
+    router.on_events("coinbase", [missed], mono=20.0)
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    assert [t.price for t in router.buffer.drain()[0]] == [99.0]
+    assert (src.last_seen, src.replayed) == (1.0, 0)
+    assert src in router.check(20.0)[0]
+
+
+def test_a_live_quote_not_newer_than_the_last_goes_on_but_does_not_refresh(
+    coinbase_first: Router,
+) -> None:
+    """A venue re-pushing its last ticker (same event time) after a subscribe: routed (the
+    engine judges order), but it proves nothing about the feed being alive."""
+    router = coinbase_first
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 1.0)
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 15.0)
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    assert src.last_seen == 1.0
+    assert len(router.buffer.drain()[0]) == 2
+
+
+def test_a_timestamp_from_2100_does_not_block_later_refreshes(coinbase_first: Router) -> None:
+    """A trade stamped 2100 counts as received now (+2 s): normal trades refresh again soon."""
+    router = coinbase_first
+    year_2100 = 4102444800.0
+    bad = Quote("coinbase", "BTC-USD", PriceKind.TRADE, 100.0, ts=year_2100, recv_ts=1000.0)
+    router.on_events("coinbase", [bad], mono=1.0)
+    [src] = router.sources[("coinbase", "BTC-USD")]
+    assert src.last_event_ts == 1000.0 + MAX_AHEAD_S
+    for n in range(1, 6):
+        good = Quote("coinbase", "BTC-USD", PriceKind.TRADE, 100.0, 1000.0 + n, 1000.0 + n)
+        router.on_events("coinbase", [good], mono=1.0 + n)
+    assert src.last_seen == 6.0
+
+
+def test_a_stale_primary_does_not_route_a_snapshot_over_the_active_standby(
+    coinbase_first: Router,
+) -> None:
+    """Coinbase (ranked first) went quiet and Binance prices BTCUSDT: a Coinbase snapshot
+    with a newer trade must not interleave Coinbase prices with Binance's."""
+    router = coinbase_first
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 100.0, ts=1001.0)], 1.0)
+    for n in range(12, 15):
+        router.on_events("binance", [_quote("binance", "BTCUSDT", 200.0, ts=1000.0 + n)], n)
+    router.buffer.drain()
+    snapshot = _quote("coinbase", "BTC-USD", 101.0, ts=1013.5, snapshot=True)
+    router.on_events("coinbase", [snapshot], mono=14.5)
+    assert len(router.buffer) == 0
+    assert router.standby["BTCUSDT"] == 1
+
+
+SHARED_PAIR = """
+[[feeds]]
+venue = "VENUE"
+symbols = ["PAIR"]
+price = "trade"
+aliases = { "PAIR" = "TRADED" }
+
+[[feeds]]
+venue = "VENUE"
+symbols = ["PAIR"]
+price = "mid"
+aliases = { "PAIR" = "QUOTED" }
+"""
+TICKERS = {
+    "kraken": (
+        "BTC/USD",
+        '{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":99.0,'
+        '"ask":101.0,"last":250.0}]}',
+    ),
+    "coinbase": (
+        "BTC-USD",
+        '{"channel":"ticker","timestamp":"2023-02-09T20:32:50Z","sequence_num":0,"events":'
+        '[{"type":"update","tickers":[{"product_id":"BTC-USD","price":"250",'
+        '"best_bid":"99","best_ask":"101"}]}]}',
+    ),
+    "okx": (
+        "BTC-USDT",
+        '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT",'
+        '"last":"250","bidPx":"99","askPx":"101","ts":"1652459224956"}]}',
+    ),
+}
+
+
+@pytest.mark.parametrize("venue", sorted(TICKERS))
+def test_a_ticker_prices_the_mid_symbol_and_never_the_trade_symbol_of_the_same_pair(
+    make_config: Callable[..., Config], venue: str
+) -> None:
+    """A trade feed and a mid feed share a pair: the ticker (last 250) moves QUOTED only."""
+    pair, frame = TICKERS[venue]
+    feeds = SHARED_PAIR.replace("VENUE", venue).replace("PAIR", pair)
+    config = make_config(feeds, base='[universe]\nsymbols = ["TRADED", "QUOTED"]\n')
+    router = Router(config.feeds, TickBuffer(100), start_mono=0.0)
+    router.on_events(venue, VENUES[venue].new_parser().parse(frame, 1.7e9), mono=1.0)
+    ticks, _ = router.buffer.drain()
+    assert [(t.symbol, t.price) for t in ticks] == [("QUOTED", 100.0)]

@@ -46,20 +46,27 @@ def test_every_recorded_frame_parses_without_gaps(frames: list[tuple[float, str]
     assert kinds == {PriceKind.TRADE, PriceKind.MID}
 
 
-def expected_quotes(recv_ts: float, data: str) -> list[tuple[str, PriceKind, float, float]]:
-    """Oracle built with json and datetime: what each data frame must yield."""
+Expected = tuple[str, PriceKind, float, bool, float]
+
+
+def expected_quotes(recv_ts: float, data: str) -> list[Expected]:
+    """Oracle built with json and datetime: what each data frame must yield.
+
+    Trades give TRADE at their own time; tickers give MID only (their ``price`` is the last
+    trade, left to market_trades); events of type snapshot give quotes marked snapshot.
+    """
     message = json.loads(data)
-    out: list[tuple[str, PriceKind, float, float]] = []
+    out: list[Expected] = []
     for event in message.get("events", []):
+        replay = event.get("type") == "snapshot"
         if message["channel"] == "market_trades":
             for t in event["trades"]:
-                out.append((t["product_id"], PriceKind.TRADE, float(t["price"]), iso(t["time"])))
+                trade = (t["product_id"], PriceKind.TRADE, float(t["price"]), replay)
+                out.append((*trade, iso(t["time"])))
         elif message["channel"] == "ticker":
             for t in event["tickers"]:
                 mid = (float(t["best_bid"]) + float(t["best_ask"])) / 2
-                ts = iso(message["timestamp"])
-                out.append((t["product_id"], PriceKind.MID, mid, ts))
-                out.append((t["product_id"], PriceKind.TRADE, float(t["price"]), ts))
+                out.append((t["product_id"], PriceKind.MID, mid, replay, iso(message["timestamp"])))
     return out
 
 
@@ -67,17 +74,20 @@ def expected_quotes(recv_ts: float, data: str) -> list[tuple[str, PriceKind, flo
 def test_recorded_quotes_match_an_independent_oracle(frames: list[tuple[float, str]]) -> None:
     """Every quote of every recorded trade and ticker frame has the raw text's values."""
     parser = CoinbaseParser()
+    snapshots = 0
     for recv_ts, data in frames:
         got = [
-            (q.instrument, q.kind, q.price, q.ts)
+            (q.instrument, q.kind, q.price, q.snapshot, q.ts)
             for q in parser.parse(data, recv_ts)
             if isinstance(q, Quote)
         ]
         want = expected_quotes(recv_ts, data)
         assert len(got) == len(want), data[:200]
         for g, w in zip(sorted(got), sorted(want), strict=True):
-            assert g[:3] == w[:3]
-            assert g[3] == pytest.approx(w[3], abs=2e-6)
+            assert g[:4] == w[:4]
+            assert g[4] == pytest.approx(w[4], abs=2e-6)
+        snapshots += sum(g[3] for g in got)
+    assert snapshots > 0  # the recording starts with the snapshots that follow a subscribe
 
 
 @pytest.mark.shared
@@ -98,25 +108,28 @@ def test_recorded_trade_update(frames: list[tuple[float, str]]) -> None:
 
 @pytest.mark.shared
 def test_recorded_ticker_snapshot(frames: list[tuple[float, str]]) -> None:
-    """sequence_num 6: mid of 65083.66/65083.67 and last 65086.18 at the frame's nanosecond time."""
+    """sequence_num 6: the mid of 65083.66/65083.67 at the frame's nanosecond time, a snapshot.
+
+    The ticker's last price (65086.18) is not a quote: a trade symbol is priced by trades only.
+    """
     recv_ts, data = by_seq(frames, 6)
-    mid, last = CoinbaseParser().parse(data, recv_ts)
+    [mid] = CoinbaseParser().parse(data, recv_ts)
     assert isinstance(mid, Quote)
-    assert isinstance(last, Quote)
     assert (mid.instrument, mid.kind, mid.price) == ("BTC-USD", PriceKind.MID, 65083.665)
-    assert (last.instrument, last.kind, last.price) == ("BTC-USD", PriceKind.TRADE, 65086.18)
-    assert mid.ts == last.ts == pytest.approx(1786309548.229198328, abs=1e-6)
+    assert mid.ts == pytest.approx(1786309548.229198328, abs=1e-6)
     assert mid.recv_ts == recv_ts
+    assert mid.snapshot
 
 
 @pytest.mark.shared
 def test_recorded_trade_snapshot_comes_out_oldest_first(frames: list[tuple[float, str]]) -> None:
-    """The snapshot lists the newest trade first; quotes come out in event-time order."""
+    """The snapshot lists the newest trade first; quotes come out in event-time order, marked."""
     recv_ts, data = by_seq(frames, 0)
     quotes = CoinbaseParser().parse(data, recv_ts)
     assert [q.ts for q in quotes if isinstance(q, Quote)] == sorted(
         q.ts for q in quotes if isinstance(q, Quote)
     )
+    assert all(q.snapshot for q in quotes if isinstance(q, Quote))
     newest = quotes[-1]
     assert isinstance(newest, Quote)
     assert newest.price == 65083.67
@@ -242,13 +255,31 @@ def test_empty_or_non_positive_prices_give_no_quote(price: str) -> None:
     assert CoinbaseParser().parse(trade_frame(price), 0.0) == []
 
 
-def test_ticker_without_both_sides_gives_no_mid() -> None:
-    """A ticker with an empty best_ask yields only the last-trade quote."""
+def test_ticker_without_both_sides_gives_no_quote() -> None:
+    """A ticker with an empty best_ask gives no mid, and its last price is never a trade."""
     ticker = {"product_id": "BTC-USD", "price": "100", "best_bid": "99", "best_ask": ""}
+    frame = envelope(0, "ticker", [{"type": "update", "tickers": [ticker]}])
+    assert CoinbaseParser().parse(frame, 0.0) == []
+
+
+def test_ticker_price_never_reaches_a_trade_symbol() -> None:
+    """A ticker update gives MID only, live (not a snapshot); the trade is market_trades' job."""
+    ticker = {"product_id": "BTC-USD", "price": "105", "best_bid": "99", "best_ask": "101"}
     frame = envelope(0, "ticker", [{"type": "update", "tickers": [ticker]}])
     [quote] = CoinbaseParser().parse(frame, 0.0)
     assert isinstance(quote, Quote)
-    assert (quote.kind, quote.price) == (PriceKind.TRADE, 100.0)
+    assert (quote.kind, quote.price, quote.snapshot) == (PriceKind.MID, 100.0, False)
+
+
+def test_snapshot_events_mark_their_quotes() -> None:
+    """In one frame, trades of a snapshot event are marked, those of an update are not."""
+    trade = {"product_id": "ETH-USD", "trade_id": "1", "price": "10", "size": "1", "side": "BUY"}
+    events = [
+        {"type": "snapshot", "trades": [trade | {"time": "2023-02-09T20:32:49Z"}]},
+        {"type": "update", "trades": [trade | {"time": "2023-02-09T20:32:50Z"}]},
+    ]
+    quotes = CoinbaseParser().parse(envelope(0, "market_trades", events), 0.0)
+    assert [q.snapshot for q in quotes if isinstance(q, Quote)] == [True, False]
 
 
 # --- plans -----------------------------------------------------------------------------------

@@ -81,14 +81,12 @@ def parse(frame: str, recv_ts: float = 7.0) -> list[Any]:
 
 
 def test_trade_snapshot() -> None:
-    """Each snapshot trade is a TRADE quote at the trade's own timestamp, oldest first."""
+    """Each snapshot trade is a TRADE quote at the trade's own timestamp, oldest first, marked
+    as a snapshot (replayed after a subscribe, so it never makes the pair fresh)."""
+    first, second = ts("2023-09-25T07:48:36.925533Z"), ts("2023-09-25T07:49:36.925603Z")
     assert parse(TRADE_SNAPSHOT) == [
-        Quote(
-            "kraken", "MATIC/USD", PriceKind.TRADE, 0.5147, ts("2023-09-25T07:48:36.925533Z"), 7.0
-        ),
-        Quote(
-            "kraken", "MATIC/USD", PriceKind.TRADE, 0.5148, ts("2023-09-25T07:49:36.925603Z"), 7.0
-        ),
+        Quote("kraken", "MATIC/USD", PriceKind.TRADE, 0.5147, first, 7.0, snapshot=True),
+        Quote("kraken", "MATIC/USD", PriceKind.TRADE, 0.5148, second, 7.0, snapshot=True),
     ]
 
 
@@ -102,25 +100,25 @@ def test_trade_update() -> None:
 
 
 def test_ticker_without_timestamp_uses_recv_ts() -> None:
-    """Ticker -> MID from bid/ask and TRADE from last, stamped with the receive time."""
+    """Ticker snapshot -> MID from bid/ask at the receive time, marked snapshot; its 'last'
+    is not a trade print, so no TRADE quote (a trade symbol is priced by the trade channel)."""
+    mid = (0.10025 + 0.10036) / 2
     assert parse(TICKER, 42.0) == [
-        Quote("kraken", "ALGO/USD", PriceKind.MID, (0.10025 + 0.10036) / 2, 42.0, 42.0),
-        Quote("kraken", "ALGO/USD", PriceKind.TRADE, 0.10035, 42.0, 42.0),
+        Quote("kraken", "ALGO/USD", PriceKind.MID, mid, 42.0, 42.0, snapshot=True)
     ]
 
 
 def test_ticker_with_timestamp_uses_it() -> None:
     """Newer v2 servers add an RFC 3339 timestamp to ticker items: it becomes the event time."""
-    mid, last = parse(TICKER_WITH_TIME)
-    assert mid.price == pytest.approx(64000.2)
-    assert last.price == 64000.2
-    assert mid.ts == last.ts == pytest.approx(ts("2025-06-01T12:00:00.123456Z"))
+    [mid] = parse(TICKER_WITH_TIME)
+    assert (mid.kind, mid.price, mid.snapshot) == (PriceKind.MID, pytest.approx(64000.2), False)
+    assert mid.ts == pytest.approx(ts("2025-06-01T12:00:00.123456Z"))
 
 
-def test_ticker_never_traded_gives_only_mid() -> None:
-    """'last' is 0 for a pair without trades in 24 h: no TRADE quote."""
-    frame = TICKER.replace('"last":0.10035', '"last":0')
-    assert [q.kind for q in parse(frame)] == [PriceKind.MID]
+def test_ticker_without_a_book_side_gives_nothing() -> None:
+    """No ask: no mid; 'last' never becomes a quote."""
+    frame = TICKER.replace('"ask":0.10036,', "")
+    assert parse(frame) == []
 
 
 def test_non_positive_trade_price_gives_no_quote() -> None:
@@ -209,9 +207,12 @@ def test_plan_subscribe_frame(kind: PriceKind, channel: str) -> None:
     [conn] = KRAKEN.plan(URL, ["BTC/USD", "ETH/USD", "BTC/USD"], kind)
     assert conn.url == URL
     assert conn.instruments == ("BTC/USD", "ETH/USD")
-    assert conn.subscribe == (
-        f'{{"method":"subscribe","params":{{"channel":"{channel}","symbol":["BTC/USD","ETH/USD"]}}}}',
-    )
+    params = {"channel": channel, "symbol": ["BTC/USD", "ETH/USD"]}
+    if channel == "ticker":  # the mid follows the best bid and offer, not only trades
+        params["event_trigger"] = "bbo"
+    assert [json.loads(frame) for frame in conn.subscribe] == [
+        {"method": "subscribe", "params": params}
+    ]
 
 
 def test_plan_splits_large_sets() -> None:
@@ -222,6 +223,17 @@ def test_plan_splits_large_sets() -> None:
     assert [json.loads(p.subscribe[0])["params"]["symbol"] for p in plans] == [
         list(p.instruments) for p in plans
     ]
+
+
+@pytest.mark.parametrize(
+    "url", ["wss://ws.kraken.com", "wss://ws.kraken.com/", "wss://beta-ws.kraken.com"]
+)
+def test_the_v1_endpoint_is_refused_with_the_url_to_write(url: str) -> None:
+    """The v1 root speaks another protocol: the error says to add /v2."""
+    with pytest.raises(ConfigError, match=r'write url = "wss://(beta-)?ws\.kraken\.com/v2"'):
+        plan(url, ["BTC/USD"], PriceKind.TRADE)
+    assert KRAKEN.endpoint(URL) == URL
+    assert KRAKEN.endpoint("ws://127.0.0.1:9000") == "ws://127.0.0.1:9000"  # a local venue
 
 
 def test_plan_rejects_mark() -> None:
@@ -235,7 +247,8 @@ def test_resubscribe_frames() -> None:
     assert KRAKEN.resubscribe is not None
     assert KRAKEN.resubscribe(["BTC/USD"], PriceKind.MID) == [
         '{"method":"unsubscribe","params":{"channel":"ticker","symbol":["BTC/USD"]}}',
-        '{"method":"subscribe","params":{"channel":"ticker","symbol":["BTC/USD"]}}',
+        '{"method":"subscribe","params":{"channel":"ticker","symbol":["BTC/USD"],'
+        '"event_trigger":"bbo"}}',
     ]
     assert resubscribe(["ETH/USD"], PriceKind.TRADE)[0].startswith('{"method":"unsubscribe"')
 

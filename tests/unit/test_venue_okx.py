@@ -67,27 +67,25 @@ def test_every_recorded_frame_parses() -> None:
 
 @pytest.mark.shared
 def test_spot_ticker_values() -> None:
-    """tickers gives the mid of bidPx/askPx and the last trade price, at the ticker's ts."""
+    """tickers gives the mid of bidPx/askPx at the ticker's ts; its 'last' (30236) is not a
+    trade print, so a trade symbol is priced by the trades channel only."""
     ts, data = first_frame("okx", '"channel":"tickers","instId":"BTC-USDT"},"data"')
     assert data == BTC_TICKER
-    [mid, last] = parse(data, ts)
+    [mid] = parse(data, ts)
     assert isinstance(mid, Quote)
     assert (mid.instrument, mid.kind, mid.ts) == ("BTC-USDT", PriceKind.MID, 1652459224.956)
     assert mid.price == pytest.approx((30228.6 + 30228.7) / 2, rel=1e-12)
-    assert last == Quote("okx", "BTC-USDT", PriceKind.TRADE, 30236.0, 1652459224.956, ts)
 
 
 @pytest.mark.shared
 def test_futures_ticker_values() -> None:
-    """A dated future's ticker: instrument as OKX names it, mid and last."""
+    """A dated future's ticker: instrument as OKX names it, the mid only."""
     ts, data = first_frame("okx", '"channel":"tickers","instId":"BTC-USD-220527"},"data"')
     quotes = [q for q in parse(data, ts) if isinstance(q, Quote)]
     assert [(q.instrument, q.kind, q.ts) for q in quotes] == [
         ("BTC-USD-220527", PriceKind.MID, 1652459223.003),
-        ("BTC-USD-220527", PriceKind.TRADE, 1652459223.003),
     ]
     assert quotes[0].price == pytest.approx((30210.4 + 30220.1) / 2, rel=1e-12)
-    assert quotes[1].price == 30218.8
 
 
 @pytest.mark.shared
@@ -161,13 +159,9 @@ def test_error_detail() -> None:
 
 
 def test_empty_prices_are_absent() -> None:
-    """OKX sends "" for a missing bid or ask: no mid, but the last price still counts."""
+    """OKX sends "" for a missing bid or ask: no mid (and the last price is never a quote)."""
     frame = BTC_TICKER.replace('"bidPx":"30228.6"', '"bidPx":""')
-    assert parse(frame) == [
-        Quote("okx", "BTC-USDT", PriceKind.TRADE, 30236.0, 1652459224.956, RECV_TS)
-    ]
-    no_prices = frame.replace('"last":"30236"', '"last":""')
-    assert parse(no_prices) == []
+    assert parse(frame) == []
 
 
 @pytest.mark.parametrize(
@@ -219,10 +213,15 @@ def test_plan_subscribes_channels(kind: PriceKind, channel: str) -> None:
     assert plan.instruments == ("BTC-USDT", "ETH-USDT")
 
 
-def test_plan_chunks_args() -> None:
-    """250 instruments are subscribed in frames of 100, 100 and 50 args."""
-    [plan] = OKX.plan(OKX.default_url, [f"C{i}-USDT" for i in range(250)], PriceKind.MID)
-    assert [len(json.loads(f)["args"]) for f in plan.subscribe] == [100, 100, 50]
+def test_plan_splits_connections_and_chunks_args() -> None:
+    """250 instruments: connections of 200 and 50 (each with its own 480/h request budget),
+    subscribed in frames of at most 100 args."""
+    symbols = [f"C{i}-USDT" for i in range(250)]
+    first, second = OKX.plan(OKX.default_url, symbols, PriceKind.MID)
+    assert [len(json.loads(f)["args"]) for f in first.subscribe] == [100, 100]
+    assert [len(json.loads(f)["args"]) for f in second.subscribe] == [50]
+    assert first.instruments + second.instruments == tuple(symbols)
+    assert [a["instId"] for f in second.subscribe for a in json.loads(f)["args"]] == symbols[200:]
 
 
 def test_plan_of_nothing_and_unknown_kind() -> None:
