@@ -6,6 +6,8 @@ it: the most correlated pairs of the universe and the largest component VaR of t
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
 from collections.abc import Mapping
 
@@ -121,4 +123,21 @@ def _top_pairs(snap: RiskSnapshot, n: int) -> str:
     order = [k for k in np.argsort(-values) if math.isfinite(values[k])][:n]
     return ", ".join(
         f"{snap.symbols[u[i[k]]]}/{snap.symbols[u[j[k]]]} {values[k]:.2f}" for k in order
+    )
+
+
+def retirement(firing: Notification, ts: float) -> Notification:
+    """The resolve of a firing alert whose rule instance is no longer evaluated (its rule or
+    portfolio left the configuration): receivers must not keep it open forever."""
+    event = dataclasses.replace(firing.event, ts=ts, state=AlertState.RESOLVED)
+    since = dt.datetime.fromtimestamp(firing.event.ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dataclasses.replace(
+        firing,
+        event=event,
+        title=f"{event.severity.value.upper()} {event.rule} resolved",
+        summary=(
+            f"Resolved: {event.rule} is no longer evaluated (its rule or instance left the "
+            f"configuration); it was firing since {since} UTC."
+        ),
+        details=(),
     )

@@ -32,6 +32,8 @@ class _Route:
         self.sinks, self.severity = sinks, severity
         self.labels = labels or {}
         self.repeat_interval = repeat_interval
+        self.group_by: tuple[str, ...] = ()
+        self.group_wait, self.group_interval = 0.0, 1.0
 
 
 def _note(
