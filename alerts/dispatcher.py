@@ -50,21 +50,11 @@ import structlog
 
 from alerts.file import FileSink
 from alerts.ledger import Item, Ledger, Work
-from alerts.notification import (
-    Change,
-    Digest,
-    DigestSink,
-    EpisodeSink,
-    HttpRequest,
-    Notification,
-    Outcome,
-    Sink,
-    Verdict,
-)
+from alerts.notification import Change, DigestSink, Notification, Outcome, Sink, Verdict
 from alerts.outbox import Outbox
 from alerts.redact import Redactor
+from alerts.requests import chat_request, event_request, send, write
 from alerts.routing import Route, repeat_interval
-from alerts.text import with_fired_at
 
 log = structlog.get_logger("riskmon.alerts")
 
@@ -241,12 +231,12 @@ class Dispatcher:
         self, sink: Sink | FileSink, work: Work, session: aiohttp.ClientSession, now: float
     ) -> tuple[Outcome, dict[str, Change]]:
         if isinstance(sink, FileSink):
-            return _write(sink, work.items[0])
+            return write(sink, work.items[0])
         if isinstance(sink, DigestSink):
-            request = _chat_request(sink, work)
+            request = chat_request(sink, work)
             sent = {item.dedup_key: item.change for item in work.items}
         else:
-            request, change = _event_request(sink, work.items[0], now)
+            request, change = event_request(sink, work.items[0], now)
             sent = {work.items[0].dedup_key: change}
         return await send(sink, request, session, self.redactor), sent
 
@@ -333,71 +323,3 @@ class Dispatcher:
     def _set(self, names: tuple[str, ...]) -> None:
         for name in names:
             self._wake[name].set()
-
-
-def _write(sink: FileSink, item: Item) -> tuple[Outcome, dict[str, Change]]:
-    """The file sink writes a whole episode at once, firing line first."""
-    firing, resolved = item.record.firing, item.record.resolved
-    fires = (Change.FIRED, Change.STILL_FIRING, Change.FIRED_AND_RESOLVED)
-    if item.change in fires and firing is not None:
-        sink.write(firing)
-    if item.change in (Change.RESOLVED, Change.FIRED_AND_RESOLVED) and resolved is not None:
-        sink.write(with_fired_at(resolved, item.entry().fired_at))
-    return Outcome(Verdict.DELIVERED), {item.dedup_key: item.change}
-
-
-def _chat_request(sink: DigestSink, work: Work) -> HttpRequest:
-    """One change alone as the full message; several as a digest."""
-    entries = tuple(item.entry() for item in work.items)
-    (first, *rest) = entries
-    if not rest and not work.more and first.change is not Change.FIRED_AND_RESOLVED:
-        if first.change is Change.RESOLVED:
-            return sink.render(with_fired_at(first.note, first.fired_at))
-        return sink.render(first.note)
-    labels = work.group.labels if work.group is not None else ()
-    digest = Digest(entries, labels, work.more, first.note.dashboard_url, first.note.source)
-    return sink.render_digest(digest)
-
-
-def _event_request(sink: Sink, item: Item, now: float) -> tuple[HttpRequest, Change]:
-    """The next request of one alert to a per-event sink, and the change it delivers."""
-    firing, resolved, change = item.record.firing, item.record.resolved, item.change
-    episodes = isinstance(sink, EpisodeSink)
-    if change in (Change.FIRED, Change.STILL_FIRING) or (
-        change is Change.FIRED_AND_RESOLVED and firing is not None and not episodes
-    ):
-        assert firing is not None
-        request = sink.render_firing(firing, now) if isinstance(sink, EpisodeSink) else None
-        fired = Change.FIRED if change is Change.FIRED_AND_RESOLVED else change
-        return request or sink.render(firing), fired
-    assert resolved is not None
-    if isinstance(sink, EpisodeSink) and firing is not None:
-        return sink.render_episode(firing, resolved), change
-    return sink.render(with_fired_at(resolved, item.entry().fired_at)), change
-
-
-async def send(
-    sink: Sink,
-    request: HttpRequest,
-    session: aiohttp.ClientSession,
-    redactor: Redactor | None = None,
-) -> Outcome:
-    """POST one rendered request and classify the answer; network failures are retryable.
-
-    A network failure's text (which may quote the URL) goes through ``redactor``; without
-    one only the error's type is kept.
-    """
-    timeout = aiohttp.ClientTimeout(total=float(getattr(sink, "timeout_s", 10.0)))
-    try:
-        async with session.request(
-            request.method,
-            request.url,
-            data=request.body,
-            headers=dict(request.headers),
-            timeout=timeout,
-        ) as resp:
-            return sink.classify(resp.status, resp.headers, await resp.read())
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        if redactor is None or not str(exc):
-            return Outcome(Verdict.RETRY, None, type(exc).__name__)
-        return Outcome(Verdict.RETRY, None, redactor(f"{type(exc).__name__}: {exc}"))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -35,11 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from alerts.episodes import Episode, Knowledge, Told
 from alerts.notification import SEVERITY_ORDER, Notification
-from monitor.model import AlertEvent, AlertState, Severity
+from alerts.wire import decode, encode
+from monitor.model import Severity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -87,62 +85,6 @@ _DELIVERY_COLUMNS = (
     "sink, dedup_key, grp, told, told_started, told_ended, notified, due, rank, remind, since,"
     " attempts, last_error, superseded"
 )
-
-
-class _Wire(msgspec.Struct):
-    """Storage form of a notification (NaN and infinite figures are stored as null)."""
-
-    ts: float
-    rule: str
-    state: str
-    severity: str
-    labels: list[tuple[str, str]]
-    value: float | None
-    threshold: float | None
-    portfolio: str | None
-    dedup_key: str
-    title: str
-    summary: str
-    details: list[tuple[str, str]]
-    dashboard_url: str | None
-    source: str
-
-
-def encode(note: Notification) -> bytes:
-    """Serialise a notification."""
-    e = note.event
-    return msgspec.json.encode(
-        _Wire(
-            e.ts,
-            e.rule,
-            e.state.value,
-            e.severity.value,
-            list(e.labels),
-            e.value if math.isfinite(e.value) else None,
-            e.threshold if math.isfinite(e.threshold) else None,
-            e.portfolio,
-            note.dedup_key,
-            note.title,
-            note.summary,
-            list(note.details),
-            note.dashboard_url,
-            note.source,
-        )
-    )
-
-
-def decode(raw: bytes) -> Notification:
-    """Rebuild a notification."""
-    w = msgspec.json.decode(raw, type=_Wire)
-    labels = tuple((k, v) for k, v in w.labels)
-    value = math.nan if w.value is None else w.value
-    threshold = math.nan if w.threshold is None else w.threshold
-    event = AlertEvent(
-        w.ts, w.rule, AlertState(w.state), Severity(w.severity), labels, value, threshold,
-        w.portfolio,
-    )  # fmt: skip
-    details = tuple((k, v) for k, v in w.details)
-    return Notification(event, w.dedup_key, w.title, w.summary, details, w.dashboard_url, w.source)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import aiohttp
 
-from alerts.dispatcher import Dispatcher, send
+from alerts.dispatcher import Dispatcher
 from alerts.file import FileSink
 from alerts.notification import Notification, Outcome, Sink, Verdict
 from alerts.outbox import Outbox
 from alerts.redact import Redactor
+from alerts.requests import send
 from alerts.routing import LOG_SINK, matches
 from alerts.sinks import build_sink, read_sink_secret
 from monitor.config import Config

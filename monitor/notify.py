@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from alerts.notification import Notification
+from alerts.text import format_number
 from monitor.config import RuleConfig
 from monitor.model import AlertEvent, AlertState
 from monitor.snapshot import RiskSnapshot
@@ -67,16 +68,12 @@ def build(
     where = f" in {event.portfolio}" if event.portfolio else ""
     labels = ", ".join(f"{k}={v}" for k, v in event.labels if k != "portfolio")
     subject = describe(metric) + (f" ({labels})" if labels else "")
+    value, threshold = format_number(event.value), format_number(event.threshold)
     if event.state is AlertState.FIRING:
         side = "above" if above else "below"
-        summary = (
-            f"{subject}{where} is {event.value:,.4g}, {side} the limit {event.threshold:,.4g}."
-        )
+        summary = f"{subject}{where} is {value}, {side} the limit {threshold}."
     else:
-        summary = (
-            f"Resolved: {subject}{where} is back at {event.value:,.4g} "
-            f"(resolve threshold {event.threshold:,.4g})."
-        )
+        summary = f"Resolved: {subject}{where} is back at {value} (resolve threshold {threshold})."
     title = f"{event.severity.value.upper()} {event.rule} {event.state.value}"
     return Notification(
         event=event,

@@ -162,3 +162,19 @@ async def test_a_burst_of_1000_transitions_keeps_the_loop_free_and_the_rate_limi
     assert window <= rate * 1.05 + 1, window
     assert submit_s < 1.0, submit_s  # one SQLite transaction, not 1000 HTTP calls
     assert max(lags) < 0.5, max(lags)  # generous: a blocking sender would stall for seconds
+
+
+async def test_submit_from_another_thread_while_the_workers_run(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The engine may run in a worker thread: its submissions land and wake the sink."""
+    dispatcher = _dispatcher(tmp_path, receiver)
+    task = await _running(dispatcher)
+    await asyncio.gather(
+        *(asyncio.to_thread(dispatcher.submit, [_note(f"threaded-{n}")]) for n in range(20))
+    )
+    await receiver.wait_for(lambda r: len(r) >= 20, TIMEOUT_S)
+    assert sorted(r.json["rule"] for r in receiver.requests_to("/hook")) == sorted(
+        f"threaded-{n}" for n in range(20)
+    )
+    await _stop(task, dispatcher)

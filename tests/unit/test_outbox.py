@@ -12,7 +12,8 @@ import pytest
 from alerts.episodes import Episode, Knowledge, Told
 from alerts.ledger import Ledger
 from alerts.notification import Notification
-from alerts.outbox import AlertRecord, DeliveryRow, Outbox, decode, encode
+from alerts.outbox import AlertRecord, DeliveryRow, Outbox
+from alerts.wire import decode, encode
 from monitor.model import AlertEvent, AlertState, Severity
 
 KEY = "riskmon/spike/portfolio=main"
