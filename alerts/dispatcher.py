@@ -9,8 +9,8 @@ reminders, whatever the queue holds.
 What each receiver gets (per alert, a resolve is never delivered before its firing):
 
 - Chat sinks (Slack, Discord, Telegram, Teams) group changes per route as Alertmanager does
-  (``group_by``, ``group_wait``, ``group_interval``; a critical firing never waits longer than
-  ``group_wait``): one change alone is the full message; several are a digest naming each
+  (``group_by``, ``group_wait``, ``group_interval``; a critical firing waits at most
+  ``critical_wait_s``): one change alone is the full message; several are a digest naming each
   alert, at most the sink's ``digest_max_items`` per message. An episode that fired and
   resolved while the sink waited is one line, "fired at X, resolved at Y".
 - PagerDuty, the generic webhook and the file sinks get one event per alert, at once: an
@@ -96,6 +96,7 @@ class Dispatcher:
         max_backoff_s: longest wait between attempts.
         immediate: ignore ``group_wait`` and ``group_interval`` (a replay knows every change
             at once).
+        critical_wait_s: the longest a critical firing waits for its group at a chat sink.
     """
 
     sinks: Mapping[str, Sink | FileSink]
@@ -107,6 +108,7 @@ class Dispatcher:
     redactor: Redactor = field(default_factory=Redactor)
     max_backoff_s: float = MAX_BACKOFF_S
     immediate: bool = False
+    critical_wait_s: float = 5.0
     stats: dict[str, SinkStats] = field(init=False)
     suppressed: Counter[str] = field(default_factory=Counter, init=False)
     ledger: Ledger = field(init=False)
@@ -121,8 +123,9 @@ class Dispatcher:
         self._wake = {name: asyncio.Event() for name in self.sinks}
         grouped = {name for name, sink in self.sinks.items() if isinstance(sink, DigestSink)}
         self.ledger = Ledger(
-            self.outbox, self.routes, tuple(self.sinks), grouped.__contains__, self.immediate
-        )
+            self.outbox, self.routes, tuple(self.sinks), grouped.__contains__, self.immediate,
+            self.critical_wait_s,
+        )  # fmt: skip
         carried = self.ledger.carry_legacy(self.clock())
         if carried:
             log.info("alerts_outbox_upgraded", notifications=carried)

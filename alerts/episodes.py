@@ -15,7 +15,8 @@ always sends the difference between the current episode and that (:func:`change_
 
 :func:`next_episode` decides what a rule transition does to the current episode, and
 :func:`flush_at` when a grouped change goes out (Alertmanager's ``group_wait`` and
-``group_interval``, except that a critical firing never waits longer than ``group_wait``).
+``group_interval``, except that a critical firing waits no longer than the shorter of
+``group_wait`` and ``[alerts] critical_wait``).
 """
 
 from __future__ import annotations
@@ -131,14 +132,14 @@ def flush_at(
     interval_s: float,
     last_flush: float | None,
     scheduled: float | None,
-    urgent: bool,
+    urgent_wait_s: float | None = None,
 ) -> float:
     """When a grouped change goes out.
 
     It joins the group's flush already scheduled; otherwise a new group waits ``wait_s``
     (``group_wait``) and a group notified before waits until ``interval_s`` (``group_interval``)
-    after its last notification. An urgent change (a critical firing) goes out no later than
-    ``wait_s`` from now.
+    after its last notification. An urgent change (a critical firing, ``urgent_wait_s`` given)
+    goes out no later than ``min(wait_s, urgent_wait_s)`` from now.
     """
     if scheduled is not None:
         at = scheduled
@@ -146,4 +147,6 @@ def flush_at(
         at = now + wait_s
     else:
         at = max(now + wait_s, last_flush + interval_s)
-    return min(at, now + wait_s) if urgent else at
+    if urgent_wait_s is None:
+        return at
+    return min(at, now + min(wait_s, urgent_wait_s))

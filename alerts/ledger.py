@@ -88,6 +88,7 @@ class Ledger:
         sinks: names of the configured sinks (rows of other sinks are left alone).
         grouped: whether a sink takes digests (its changes wait for their group's flush).
         immediate: every change is due at once, whatever ``group_wait`` (replays).
+        critical_wait_s: the longest a critical firing waits for its group.
     """
 
     def __init__(
@@ -97,9 +98,11 @@ class Ledger:
         sinks: Collection[str],
         grouped: Callable[[str], bool],
         immediate: bool = False,
+        critical_wait_s: float = 5.0,
     ) -> None:
         self.outbox, self.routes, self.sinks = outbox, routes, sinks
         self._grouped, self._immediate = grouped, immediate
+        self._critical_wait_s = critical_wait_s
 
     def record(self, notes: Iterable[Notification], now: float) -> Recorded:
         """Apply rule transitions in one transaction; schedule what each sink is owed."""
@@ -172,13 +175,14 @@ class Ledger:
         group = self.outbox.group(row.sink, row.group)
         if group is None:
             return now
+        urgent = change is Change.FIRED and severity is Severity.CRITICAL
         return flush_at(
             now,
             wait_s=group.wait_s,
             interval_s=group.interval_s,
             last_flush=group.last_flush,
             scheduled=group.scheduled,
-            urgent=change is Change.FIRED and severity is Severity.CRITICAL,
+            urgent_wait_s=self._critical_wait_s if urgent else None,
         )
 
     def pick(self, sink: str, now: float, limit: int = 1) -> Work | None:

@@ -80,6 +80,7 @@ def build_dispatcher(
         resend_s={s.name: s.resend_interval for s in config.sinks if s.type == "alertmanager"},
         redactor=secret_redactor(config, environ),
         immediate=immediate,
+        critical_wait_s=config.alerts.critical_wait,
     )
 
 

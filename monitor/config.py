@@ -338,11 +338,14 @@ class AlertsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         log_file: JSON-lines file of the embedded ``log`` sink (relative to ``[state] dir``),
             which receives every event when no route matches.
         max_attempts_age: a notification undelivered this long is given up (and counted).
+        critical_wait: the longest a critical firing waits for its group at a chat sink (the
+            route's ``group_wait`` when shorter), so a page is never held up by a burst.
     """
 
     outbox: str = "outbox.sqlite"
     log_file: str = "alerts.jsonl"
     max_attempts_age: PositiveDuration = _seconds("1d")
+    critical_wait: Duration = _seconds("5s")
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -142,11 +142,12 @@ def test_critical_goes_first_whatever_the_queue_holds(tmp_path: Path) -> None:
     assert len(page) == 40
 
 
-def test_groups_wait_then_keep_their_interval_but_a_critical_never_waits_longer(
+def test_groups_wait_then_keep_their_interval_but_a_critical_never_waits_long(
     tmp_path: Path,
 ) -> None:
     """group_wait before the first digest, group_interval after it; a critical firing that
-    joins a group flushed a moment ago goes out after group_wait."""
+    joins a group flushed a moment ago goes out after critical_wait (5 s); its resolve joins
+    the group's next flush."""
     ledger = _ledger(tmp_path / "o.sqlite", [_route(wait=30.0, interval=300.0)])
     ledger.record([_fire("a", 100.0)], 1000.0)
     ledger.record([_fire("b", 101.0)], 1010.0)
@@ -155,9 +156,18 @@ def test_groups_wait_then_keep_their_interval_but_a_critical_never_waits_longer(
     ledger.record([_fire("c", 150.0)], 1040.0)
     assert ledger.pick(CHAT, 1329.0, 40) is None
     ledger.record([_fire("crit", 151.0, Severity.CRITICAL)], 1050.0)
-    assert ledger.pick(CHAT, 1079.0, 40) is None
-    assert _deliver(ledger, CHAT, 1080.0, 40) == [("crit", Change.FIRED)]
-    assert _deliver(ledger, CHAT, 1380.0, 40) == [("c", Change.FIRED)]
+    assert ledger.pick(CHAT, 1054.0, 40) is None
+    assert _deliver(ledger, CHAT, 1055.0, 40) == [("crit", Change.FIRED)]
+    ledger.record([_resolve("crit", 152.0, Severity.CRITICAL)], 1056.0)  # joins c's flush
+    assert _deliver(ledger, CHAT, 1329.0, 40) == []
+    assert _deliver(ledger, CHAT, 1330.0, 40) == [("crit", Change.RESOLVED), ("c", Change.FIRED)]
+
+
+def test_a_short_group_wait_is_not_lengthened_for_a_critical(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path / "o.sqlite", [_route(wait=1.0, interval=300.0)])
+    ledger.record([_fire("crit", 100.0, Severity.CRITICAL)], 1000.0)
+    assert ledger.pick(CHAT, 1000.9, 40) is None
+    assert _deliver(ledger, CHAT, 1001.0, 40) == [("crit", Change.FIRED)]
 
 
 def test_a_flap_shorter_than_the_delivery_delay_is_not_notified(tmp_path: Path) -> None:
