@@ -40,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,6 +62,10 @@ log = structlog.get_logger("riskmon.alerts")
 
 MAX_BACKOFF_S = 300.0
 REMINDER_CHECK_S = 1.0
+MAX_UNSAVED = 10_000
+"""Transitions kept in memory while the outbox cannot be written (disk full); the oldest beyond
+are lost, and logged."""
+STORAGE_RETRY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -116,6 +122,8 @@ class Dispatcher:
     _paused_until: dict[str, float] = field(default_factory=dict, init=False)
     _failures: Counter[str] = field(default_factory=Counter, init=False)
     _settled: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _unsaved: list[Notification] = field(default_factory=list, init=False)
+    _unsaved_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -135,8 +143,24 @@ class Dispatcher:
 
         Quick and thread-safe. A transition a receiver already has (a re-emission after a
         restart) or that is older than the alert's current episode is counted and ignored.
+        When the outbox cannot be written, the transitions wait in memory (at most
+        ``MAX_UNSAVED``) and are recorded, in order, once it can.
         """
-        result = self.ledger.record(notes, self.clock())
+        with self._unsaved_lock:
+            batch = [*self._unsaved, *notes]
+            if not batch:
+                return
+            try:
+                result = self.ledger.record(batch, self.clock())
+            except sqlite3.Error as exc:  # disk full, file gone: keep them, try again
+                self._unsaved = batch[-MAX_UNSAVED:]
+                lost = len(batch) - len(self._unsaved)
+                log.error(
+                    "alerts_outbox_unwritable", error=str(exc), waiting=len(self._unsaved),
+                    lost=lost,
+                )  # fmt: skip
+                return
+            self._unsaved = []
         if result.suppressed:
             self.suppressed.update(result.suppressed)
             log.info("alerts_suppressed", **dict(result.suppressed))
@@ -195,8 +219,12 @@ class Dispatcher:
 
     async def _worker(self, name: str, session: aiohttp.ClientSession) -> None:
         while True:
-            if not await self._deliver_next(name, session):
-                await self._sleep_until_due(name)
+            try:
+                if not await self._deliver_next(name, session):
+                    await self._sleep_until_due(name)
+            except sqlite3.Error as exc:  # the outbox is unusable for now: never a dead worker
+                log.error("alerts_outbox_error", sink=name, error=str(exc))
+                await asyncio.sleep(STORAGE_RETRY_S)
 
     async def _sleep_until_due(self, name: str) -> None:
         now = self.clock()
@@ -299,14 +327,20 @@ class Dispatcher:
         """Make reminders due for active alerts whose repeat or re-send interval has passed."""
         while True:
             await asyncio.sleep(REMINDER_CHECK_S)
+            if self._unsaved:
+                self.submit(())
             now = self.clock()
-            due = [
-                name
-                for name in self.sinks
-                if self.ledger.remind(
-                    name, now, self.resend_s.get(name) or repeat_interval(self.routes, name)
-                )
-            ]
+            try:
+                due = [
+                    name
+                    for name in self.sinks
+                    if self.ledger.remind(
+                        name, now, self.resend_s.get(name) or repeat_interval(self.routes, name)
+                    )
+                ]
+            except sqlite3.Error as exc:
+                log.error("alerts_outbox_error", error=str(exc))
+                continue
             self._wake_up(due)
 
     def _wake_up(self, names: Iterable[str]) -> None:

@@ -7,7 +7,8 @@ information. Every fragment is also matched in its percent-encoded and JSON-esca
 
 Fragments that identify nothing are left alone so that log lines stay readable: those shorter
 than :data:`MIN_FRAGMENT_CHARS` and plain lower-case words (``services``, ``webhooks``,
-``triggers``, ``manual``). A whole secret is redacted whatever its length.
+``triggers``, ``manual``). A whole secret is redacted from :data:`MIN_SECRET_CHARS` characters
+on (masking every "k" of every line would hide the logs, not the secret).
 
 :class:`Redactor` is used everywhere a secret could leak: as a structlog processor on every log
 line (stdlib records included), on every answer body quoted in an :class:`Outcome` detail, on
@@ -26,6 +27,9 @@ MASK = "<redacted>"
 MIN_FRAGMENT_CHARS = 6
 """Shorter URL fragments are not treated as secrets (``api``, ``bot``, ``1.0``)."""
 
+MIN_SECRET_CHARS = 4
+"""Shorter whole secrets are not masked (no real token, URL or key is that short)."""
+
 _PLAIN_WORD = re.compile(r"[a-z]+(?:[-_][a-z]+)*")
 _PLAIN_WORD_MAX_CHARS = 16
 
@@ -36,7 +40,7 @@ def fragments(secret: str) -> frozenset[str]:
     The secret itself, and for a URL its path segments, query values and password.
     """
     secret = secret.strip()
-    if not secret:
+    if len(secret) < MIN_SECRET_CHARS:
         return frozenset()
     found = {secret}
     parts = urllib.parse.urlsplit(secret)

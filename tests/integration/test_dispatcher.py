@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -177,4 +179,41 @@ async def test_submit_from_another_thread_while_the_workers_run(
     assert sorted(r.json["rule"] for r in receiver.requests_to("/hook")) == sorted(
         f"threaded-{n}" for n in range(20)
     )
+    await _stop(task, dispatcher)
+
+
+class _FlakyOutbox(Outbox):
+    """An outbox whose writes fail while ``broken`` (a full disk)."""
+
+    broken = False
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.broken:
+            raise sqlite3.OperationalError("database or disk is full")
+        with super().transaction():
+            yield
+
+
+async def test_an_unwritable_outbox_keeps_transitions_in_order_until_it_heals(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """submit never raises into the engine; workers survive; the firing and its resolve are
+    recorded once the disk has room again, and arrive in order."""
+    box = _FlakyOutbox(tmp_path / "o.sqlite")
+    sinks = {
+        "log": FileSink("log", tmp_path / "alerts.jsonl"),
+        "hook": WebhookSink("hook", receiver.url + "/hook", rate_per_s=50.0),
+    }
+    dispatcher = Dispatcher(sinks, [_Route(("hook",))], box)
+    task = await _running(dispatcher)
+    box.broken = True
+    dispatcher.submit([_note("full")])
+    dispatcher.submit([_note("full", AlertState.RESOLVED)])
+    await asyncio.sleep(1.5)  # the workers keep failing to read, and keep running
+    assert receiver.requests == []
+    assert not task.done()
+    box.broken = False
+    await receiver.wait_for(lambda r: len(r) >= 2, TIMEOUT_S)
+    assert [r.json["state"] for r in receiver.requests_to("/hook")] == ["firing", "resolved"]
     await _stop(task, dispatcher)
