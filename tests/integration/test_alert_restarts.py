@@ -6,6 +6,7 @@
   estimators continue warm (the same figures as before the restart).
 - Sinks whose receivers echo the request path and URL back: no fragment of any secret in any
   log line, nor in ``riskmon test-alert`` output.
+- A rule removed while its alert fires: the restart resolves the alert at its receivers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.redact import fragments
 from feeds.simulator import ExchangeSimulator
+from monitor.config import load_config
+from monitor.service import Service
 from tests.integration.test_service import (
     Process,
     _free_port,
@@ -350,3 +353,42 @@ async def _test_alert(config: Path, sink: str, environ: dict[str, str]) -> str:
     )
     assert done.returncode == 2, (sink, done.stdout, done.stderr)  # the echo refuses it
     return done.stdout + done.stderr
+
+
+async def test_a_rule_removed_while_firing_is_resolved_at_the_restart(
+    sim: ExchangeSimulator, tmp_path: Path
+) -> None:
+    """Receivers must not keep an alert open forever because its rule left the config."""
+    async with Receiver({"/hook": plain_ok}) as receiver:
+        config = _config(tmp_path, sim, 0, receiver)
+        _with_rule(config, "1")
+        await _serve_until(config, lambda: bool(_firings(receiver)))
+        config.write_text(config.read_text().split("\n# --- rules ---\n")[0])
+        await _serve_until(config, lambda: bool(_resolves(receiver)))
+    (resolve,) = _resolves(receiver)
+    assert "no longer evaluated" in resolve.json["summary"]
+    assert len(_firings(receiver)) == 1
+
+
+def _resolves(receiver: Receiver) -> list[Recorded]:
+    return [
+        r
+        for r in receiver.requests_to("/hook")
+        if r.json["state"] == "resolved" and r.json["rule"] == "btc-priced"
+    ]
+
+
+async def _serve_until(config: Path, done: Callable[[], bool]) -> None:
+    """Run the service in this process until ``done()``, then stop it (a clean shutdown)."""
+    service = Service(load_config(config, environ={}))
+    task = asyncio.create_task(service.run())
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not done():
+            assert time.monotonic() < deadline, "timed out"
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
+    finally:
+        service.request_stop()
+        async with asyncio.timeout(TIMEOUT_S):
+            await task
