@@ -8,9 +8,14 @@ Prometheus, which sends ``endsAt = now + 4 x`` its resend interval, a firing ale
 it, and if riskmon stops, Alertmanager resolves it on its own within four intervals. A resolve
 sends ``endsAt`` = the event time.
 
-A resolve event does not carry its firing time; it sends ``startsAt = endsAt`` and Alertmanager,
-merging by labels, keeps the earliest ``startsAt`` it has seen. Alertmanager publishes no rate
-limit (it is your own server): the default is 10 alerts/s.
+A firing is sent as of the moment it is sent (:meth:`AlertmanagerSink.render_firing`): a
+firing delivered late, after an outage, is still active for ``hold_s``. A resolve is sent with
+the episode's real ``startsAt`` and ``endsAt`` (:meth:`AlertmanagerSink.render_episode`), and
+so is an episode that fired and resolved while Alertmanager was unreachable: Alertmanager then
+records an alert that has already ended and, having notified nobody of its firing, notifies
+nobody of its resolve (no false page). A resolve whose firing riskmon never saw sends
+``startsAt = endsAt``. Alertmanager publishes no rate limit (it is your own server): the
+default is 10 alerts/s.
 """
 
 from __future__ import annotations
@@ -77,6 +82,15 @@ class AlertmanagerSink:
         if note.event.state is AlertState.RESOLVED:
             return self.render(note)
         return self._request(note, starts_at=note.event.ts, ends_at=now + self.hold_s)
+
+    def render_firing(self, note: Notification, now: float) -> HttpRequest:
+        """The firing of ``note`` sent at ``now``: active until ``now + hold_s``."""
+        return self.resend_request(note, now)
+
+    def render_episode(self, firing: Notification, resolved: Notification) -> HttpRequest:
+        """One alert from its firing to its resolve: ``startsAt`` and ``endsAt`` of the two
+        event times, annotated with the resolve's words."""
+        return self._request(resolved, starts_at=firing.event.ts, ends_at=resolved.event.ts)
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         """200 delivered; 400 (invalid alert) rejected; 5xx retry."""

@@ -6,6 +6,10 @@ Discord asks clients not to hard-code limits but to read ``X-RateLimit-Remaining
 per 2 s and a channel 30 messages per 60 s (Discord staff, discord-api-docs issue #367): the
 default 0.5 msg/s is the channel limit. The request asks ``?wait=true`` so that Discord
 confirms the message was saved (200 with the message) instead of answering 204 before it knows.
+
+A success that empties the bucket (``X-RateLimit-Remaining: 0``) pauses the sink for
+``X-RateLimit-Reset-After`` seconds before its next request, so a burst never collects 429s.
+A digest is one embed whose description lists the alerts, at most ``DIGEST_MAX_ITEMS``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerts.jsonl import iso_utc
-from alerts.notification import HttpRequest, Notification, Outcome, Verdict, default_classify
+from alerts.notification import (
+    Digest,
+    HttpRequest,
+    Notification,
+    Outcome,
+    Verdict,
+    default_classify,
+)
 from alerts.text import (
     clip,
+    digest_lines,
+    digest_title,
     facts,
     header,
     json_object,
@@ -38,6 +51,7 @@ DESCRIPTION_MAX_CHARS = 4096
 FIELDS_MAX = 25
 FIELD_NAME_MAX_CHARS = 256
 FIELD_VALUE_MAX_CHARS = 1024
+DIGEST_MAX_ITEMS = 24  # 24 lines of DIGEST_LINE_MAX_CHARS fit a 4096-character description
 
 COLOURS: Mapping[Severity, int] = {
     Severity.CRITICAL: 0xD32F2F,
@@ -55,6 +69,7 @@ class DiscordSink:
     url: str = field(repr=False)
     rate_per_s: float = DEFAULT_RATE_PER_S
     timeout_s: float = DEFAULT_TIMEOUT_S
+    digest_max_items: int = DIGEST_MAX_ITEMS
 
     @classmethod
     def from_config(cls, config: SinkConfig, secret: str | None) -> DiscordSink:
@@ -71,6 +86,24 @@ class DiscordSink:
         payload = {
             "content": clip(note.title, CONTENT_MAX_CHARS),
             "embeds": [embed(note)],
+            "allowed_mentions": {"parse": []},
+        }
+        return json_request(with_wait(self.url), payload)
+
+    def render_digest(self, digest: Digest) -> HttpRequest:
+        """The webhook POST naming every alert of ``digest`` in one embed."""
+        colour = RESOLVED_COLOUR if digest.all_resolved else COLOURS[digest.severity]
+        shown: dict[str, Any] = {
+            "title": clip(digest_title(digest), TITLE_MAX_CHARS),
+            "description": clip("\n".join(digest_lines(digest)), DESCRIPTION_MAX_CHARS),
+            "color": colour,
+            "footer": {"text": digest.source},
+        }
+        if digest.dashboard_url:
+            shown["url"] = digest.dashboard_url
+        payload = {
+            "content": clip(digest_title(digest), CONTENT_MAX_CHARS),
+            "embeds": [shown],
             "allowed_mentions": {"parse": []},
         }
         return json_request(with_wait(self.url), payload)

@@ -1,63 +1,90 @@
-"""Routing and delivery: notifications go through the outbox to each sink at its own pace.
+"""Routing and delivery: alert changes go through the outbox to each sink at its own pace.
 
-``submit`` is synchronous and quick (one SQLite transaction per batch), so the engine loop is
-never held up by a slow receiver. One worker per sink takes due notifications from the outbox
-and sends them no faster than the sink's rate limit:
+``submit`` is synchronous and quick (one SQLite transaction per batch) and may be called from
+any thread, so the engine is never held up by a slow receiver. One worker per sink takes its
+most urgent due work from the outbox (:mod:`alerts.ledger`) and sends it no faster than the
+sink's rate limit, critical before warning before info, new firings before resolves before
+reminders, whatever the queue holds.
 
-- 2xx: delivered and removed.
-- 429 and 5xx, timeouts and network errors: retried with capped, jittered backoff; a
-  ``Retry-After`` (or the API's own retry_after) pauses the whole sink that long.
+What each receiver gets (per alert, a resolve is never delivered before its firing):
+
+- Chat sinks (Slack, Discord, Telegram, Teams) group changes per route as Alertmanager does
+  (``group_by``, ``group_wait``, ``group_interval``; a critical firing waits at most
+  ``critical_wait_s``): one change alone is the full message; several are a digest naming each
+  alert, at most the sink's ``digest_max_items`` per message. An episode that fired and
+  resolved while the sink waited is one line, "fired at X, resolved at Y".
+- PagerDuty, the generic webhook and the file sinks get one event per alert, at once: an
+  episode that fired and resolved while waiting is its trigger then its resolve, in order.
+- Alertmanager gets one alert per alert (it groups and deduplicates itself); a firing ends
+  ``hold_s`` after each send and is re-sent every ``resend_interval``; an episode that fired
+  and resolved while waiting is one alert with its real ``startsAt`` and ``endsAt``, which
+  Alertmanager records without notifying anyone.
+
+Answers:
+
+- 2xx: delivered; a success that spends the receiver's budget (Discord's
+  ``X-RateLimit-Remaining: 0``) pauses the sink for the announced reset.
+- 429 and 5xx, timeouts and network errors: retried with capped, jittered backoff, per alert
+  and per sink (a dead receiver is not hammered); a ``Retry-After`` (or the API's own
+  ``retry_after``) pauses the whole sink that long.
 - other 4xx: not retried, logged loudly and counted as failed.
-- older than ``max_age_s``: given up and counted.
+- a change undelivered for ``max_age_s``: given up and counted.
 
-Routing: every route whose severity and labels match sends to its sinks (the embedded ``log``
-sink when none matches). A resolve goes where the firing went. A still-firing alert is
-notified again after the route's ``repeat_interval`` (Alertmanager sinks re-send their active
-alerts every ``resend_interval`` as Alertmanager expects).
+A still-firing alert is reminded after the route's ``repeat_interval`` (Alertmanager sinks
+re-send their active alerts every ``resend_interval``). Logged answers and errors go through
+the :class:`~alerts.redact.Redactor`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import aiohttp
 import structlog
 
 from alerts.file import FileSink
-from alerts.notification import HttpRequest, Notification, Outcome, Sink, Verdict
-from alerts.outbox import Outbox, Pending
-from monitor.model import AlertState
+from alerts.ledger import Item, Ledger, Work
+from alerts.notification import Change, DigestSink, Notification, Outcome, Sink, Verdict
+from alerts.outbox import Outbox
+from alerts.redact import Redactor
+from alerts.requests import chat_request, event_request, send, write
+from alerts.routing import Route, repeat_interval
 
 log = structlog.get_logger("riskmon.alerts")
 
 MAX_BACKOFF_S = 300.0
-
-
-class Route(Protocol):
-    """What the dispatcher needs of a configured route."""
-
-    @property
-    def sinks(self) -> tuple[str, ...]: ...
-    @property
-    def severity(self) -> tuple[object, ...]: ...
-    @property
-    def labels(self) -> dict[str, str]: ...
-    @property
-    def repeat_interval(self) -> float: ...
+REMINDER_CHECK_S = 1.0
+MAX_UNSAVED = 10_000
+"""Transitions kept in memory while the outbox cannot be written (disk full); the oldest beyond
+are lost, and logged."""
+STORAGE_RETRY_S = 1.0
 
 
 @dataclass(slots=True)
 class SinkStats:
-    """Delivery counters of one sink (queue length and age come from the outbox)."""
+    """Delivery counters of one sink (queue length and age come from the outbox).
+
+    Attributes:
+        sent: requests (messages, events) the receiver accepted.
+        notified: alert changes the receiver now has (a digest counts every alert it names).
+        failed: alert changes refused or given up.
+        retried: requests to be retried.
+        rate_limited: pauses the receiver asked for (429, or its rate-limit headers).
+    """
 
     sent: int = 0
+    notified: int = 0
     failed: int = 0
     retried: int = 0
+    rate_limited: int = 0
 
 
 @dataclass(slots=True)
@@ -67,10 +94,15 @@ class Dispatcher:
     Args:
         sinks: configured sinks by name (the ``log`` file sink included).
         routes: configured routes, in order.
-        outbox: the durable queue.
-        max_age_s: undelivered notifications older than this are given up.
+        outbox: the durable tables.
+        max_age_s: changes undelivered this long are given up.
         resend_s: per sink, the re-send interval of active alerts (Alertmanager).
         clock: wall clock (Unix seconds), injectable.
+        redactor: masks secrets in what is logged.
+        max_backoff_s: longest wait between attempts.
+        immediate: ignore ``group_wait`` and ``group_interval`` (a replay knows every change
+            at once).
+        critical_wait_s: the longest a critical firing waits for its group at a chat sink.
     """
 
     sinks: Mapping[str, Sink | FileSink]
@@ -79,48 +111,65 @@ class Dispatcher:
     max_age_s: float = 86400.0
     resend_s: Mapping[str, float] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    redactor: Redactor = field(default_factory=Redactor)
+    max_backoff_s: float = MAX_BACKOFF_S
+    immediate: bool = False
+    critical_wait_s: float = 5.0
     stats: dict[str, SinkStats] = field(init=False)
+    suppressed: Counter[str] = field(default_factory=Counter, init=False)
+    ledger: Ledger = field(init=False)
     _wake: dict[str, asyncio.Event] = field(init=False)
     _paused_until: dict[str, float] = field(default_factory=dict, init=False)
+    _failures: Counter[str] = field(default_factory=Counter, init=False)
+    _settled: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _unsaved: list[Notification] = field(default_factory=list, init=False)
+    _unsaved_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.stats = {name: SinkStats() for name in self.sinks}
         self._wake = {name: asyncio.Event() for name in self.sinks}
-
-    def targets(self, note: Notification) -> list[str]:
-        """Sinks of every route matching the notification (``log`` when none does)."""
-        labels = dict(note.event.labels)
-        names: list[str] = []
-        for route in self.routes:
-            severities = {str(getattr(s, "value", s)) for s in route.severity}
-            if severities and note.event.severity.value not in severities:
-                continue
-            if any(labels.get(k) != v for k, v in route.labels.items()):
-                continue
-            names.extend(n for n in route.sinks if n not in names)
-        return names or ["log"]
+        grouped = {name for name, sink in self.sinks.items() if isinstance(sink, DigestSink)}
+        self.ledger = Ledger(
+            self.outbox, self.routes, tuple(self.sinks), grouped.__contains__, self.immediate,
+            self.critical_wait_s,
+        )  # fmt: skip
+        carried = self.ledger.carry_legacy(self.clock())
+        if carried:
+            log.info("alerts_outbox_upgraded", notifications=carried)
 
     def submit(self, notes: Iterable[Notification]) -> None:
-        """Queue notifications durably (one transaction); returns at once."""
-        now = self.clock()
-        woken: set[str] = set()
-        with self.outbox.transaction():
-            for note in notes:
-                if note.event.state is AlertState.FIRING:
-                    sinks = self.targets(note)
-                    for sink in sinks:
-                        self.outbox.activate(sink, note, now)
-                else:
-                    sinks = self.outbox.deactivate(note.dedup_key) or self.targets(note)
-                for sink in sinks:
-                    if sink in self.sinks:
-                        self.outbox.enqueue(sink, note, now)
-                        woken.add(sink)
-        for sink in woken:
-            self._wake[sink].set()
+        """Record rule transitions durably (one transaction) and wake the sinks they concern.
+
+        Quick and thread-safe. A transition a receiver already has (a re-emission after a
+        restart) or that is older than the alert's current episode is counted and ignored.
+        When the outbox cannot be written, the transitions wait in memory (at most
+        ``MAX_UNSAVED``) and are recorded, in order, once it can.
+        """
+        with self._unsaved_lock:
+            batch = [*self._unsaved, *notes]
+            if not batch:
+                return
+            try:
+                result = self.ledger.record(batch, self.clock())
+            except sqlite3.Error as exc:  # disk full, file gone: keep them, try again
+                self._unsaved = batch[-MAX_UNSAVED:]
+                lost = len(batch) - len(self._unsaved)
+                log.error(
+                    "alerts_outbox_unwritable", error=str(exc), waiting=len(self._unsaved),
+                    lost=lost,
+                )  # fmt: skip
+                return
+            self._unsaved = []
+        if result.suppressed:
+            self.suppressed.update(result.suppressed)
+            log.info("alerts_suppressed", **dict(result.suppressed))
+        self._wake_up(result.woken)
 
     async def run(self) -> None:
         """Deliver until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._wake_up(self.sinks)  # changes left from before a restart
         async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
             for name in self.sinks:
                 group.create_task(self._worker(name, session))
@@ -132,22 +181,54 @@ class Dispatcher:
             try:
                 async with asyncio.timeout(deadline_s):
                     for name in self.sinks:
-                        while await self._deliver_due(name, session):
+                        while await self._deliver_next(name, session):
                             pass
             except TimeoutError:
-                log.warning(
-                    "alerts_flush_incomplete",
-                    queued={n: self.outbox.queued(n) for n in self.sinks if self.outbox.queued(n)},
-                )
+                queued = {n: q for n in self.sinks if (q := self.outbox.queued(n))}
+                log.warning("alerts_flush_incomplete", queued=queued)
+
+    async def deliver_all(self, timeout_s: float) -> bool:
+        """Run the workers until nothing is owed to any sink (True) or ``timeout_s`` passed."""
+        task = asyncio.create_task(self.run())
+        try:
+            async with asyncio.timeout(timeout_s):
+                while any(self.outbox.queued(name) for name in self.sinks):
+                    self._settled.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(REMINDER_CHECK_S):
+                            await self._settled.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def close(self) -> None:
+        """Close the file sinks and the outbox."""
+        for sink in self.sinks.values():
+            if isinstance(sink, FileSink):
+                sink.close()
+        self.outbox.close()
+
+    def queued(self, name: str) -> int:
+        """Changes owed to ``name``."""
+        return self.outbox.queued(name)
+
+    # --- workers -------------------------------------------------------------------------------
 
     async def _worker(self, name: str, session: aiohttp.ClientSession) -> None:
         while True:
-            if not await self._deliver_due(name, session):
-                await self._sleep_until_due(name)
+            try:
+                if not await self._deliver_next(name, session):
+                    await self._sleep_until_due(name)
+            except sqlite3.Error as exc:  # the outbox is unusable for now: never a dead worker
+                log.error("alerts_outbox_error", sink=name, error=str(exc))
+                await asyncio.sleep(STORAGE_RETRY_S)
 
     async def _sleep_until_due(self, name: str) -> None:
         now = self.clock()
-        due = self.outbox.next_attempt(name)
+        due = self.outbox.next_due(name)
         wait = 1.0 if due is None else min(max(due - now, 0.01), 1.0)
         wait = max(wait, self._paused_until.get(name, 0.0) - now)
         event = self._wake[name]
@@ -158,119 +239,124 @@ class Dispatcher:
             pass
         event.clear()
 
-    async def _deliver_due(self, name: str, session: aiohttp.ClientSession) -> bool:
-        """Send the due notifications of one sink at its rate; whether any was due."""
-        items = self.outbox.due(name, self.clock())
-        if not items:
-            return False
+    async def _deliver_next(self, name: str, session: aiohttp.ClientSession) -> bool:
+        """Send the most urgent due work of one sink at its rate; whether there was any."""
+        pause = self._paused_until.get(name, 0.0) - self.clock()
+        if pause > 0:
+            await asyncio.sleep(pause)
         sink = self.sinks[name]
+        now = self.clock()
+        self._expire(name, now)
+        limit = sink.digest_max_items if isinstance(sink, DigestSink) else 1
+        work = self.ledger.pick(name, now, limit)
+        if work is None:
+            return False
+        started = time.monotonic()
+        outcome, sent = await self._send(sink, work, session, now)
+        self._settle(name, work, sent, outcome)
         gap = 0.0 if isinstance(sink, FileSink) else 1.0 / sink.rate_per_s
-        for item in items:
-            pause = self._paused_until.get(name, 0.0) - self.clock()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            if self.clock() - item.created > self.max_age_s:
-                self._give_up(name, item, "too old")
-                continue
-            started = time.monotonic()
-            outcome = await self._send(sink, item, session)
-            self._settle(name, item, outcome)
-            await asyncio.sleep(max(gap - (time.monotonic() - started), 0.0))
+        await asyncio.sleep(max(gap - (time.monotonic() - started), 0.0))
         return True
 
     async def _send(
-        self, sink: Sink | FileSink, item: Pending, session: aiohttp.ClientSession
-    ) -> Outcome:
+        self, sink: Sink | FileSink, work: Work, session: aiohttp.ClientSession, now: float
+    ) -> tuple[Outcome, dict[str, Change]]:
         if isinstance(sink, FileSink):
-            sink.write(item.note)
-            return Outcome(Verdict.DELIVERED)
-        return await send(sink, _request_for(sink, item, self.clock()), session)
+            return write(sink, work.items[0])
+        if isinstance(sink, DigestSink):
+            request = chat_request(sink, work)
+            sent = {item.dedup_key: item.change for item in work.items}
+        else:
+            request, change = event_request(sink, work.items[0], now)
+            sent = {work.items[0].dedup_key: change}
+        return await send(sink, request, session, self.redactor), sent
 
-    def _settle(self, name: str, item: Pending, outcome: Outcome) -> None:
-        stats = self.stats[name]
+    def _settle(self, name: str, work: Work, sent: dict[str, Change], outcome: Outcome) -> None:
+        stats, now = self.stats[name], self.clock()
+        rules = sorted({item.rule for item in work.items})
+        self._settled.set()
         if outcome.verdict is Verdict.DELIVERED:
-            self.outbox.delivered(item)
+            self.ledger.delivered(work, sent, now)
             stats.sent += 1
+            stats.notified += len(work.items)
+            self._failures[name] = 0
+            if outcome.retry_after_s:
+                self._pause(name, outcome.retry_after_s, "rate-limit headers")
             return
+        detail = self.redactor(outcome.detail)
         if outcome.verdict is Verdict.REJECTED:
-            log.error("alert_rejected", sink=name, rule=item.note.event.rule, detail=outcome.detail)
-            self._give_up(name, item, outcome.detail)
+            log.error("alert_rejected", sink=name, rules=rules, detail=detail)
+            self._give_up(name, work.items, detail)
             return
         stats.retried += 1
-        delay = min(MAX_BACKOFF_S, 2.0 ** min(item.attempts, 10)) * (0.5 + 0.5 * random.random())
+        self._failures[name] += 1
+        attempts = max(item.row.attempts for item in work.items)
+        delay = self._backoff(attempts)
         if outcome.retry_after_s is not None:
             delay = max(delay, outcome.retry_after_s)
-            self._paused_until[name] = self.clock() + outcome.retry_after_s
-        self.outbox.retry(item, self.clock() + delay, outcome.detail)
+            self._pause(name, outcome.retry_after_s, detail)
+        else:  # the receiver itself is failing: every alert of the sink waits
+            self._paused_until[name] = now + self._backoff(self._failures[name] - 1)
+        self.ledger.failed(work, now + delay, detail)
         log.warning(
-            "alert_retry",
-            sink=name,
-            rule=item.note.event.rule,
-            detail=outcome.detail,
-            attempts=item.attempts + 1,
+            "alert_retry", sink=name, rules=rules, detail=detail, attempts=attempts + 1,
             in_s=round(delay, 1),
-        )
+        )  # fmt: skip
 
-    def _give_up(self, name: str, item: Pending, why: str) -> None:
-        self.outbox.drop(item)
-        self.stats[name].failed += 1
-        log.error("alert_given_up", sink=name, rule=item.note.event.rule, reason=why)
+    def _backoff(self, attempts: int) -> float:
+        base = min(self.max_backoff_s, 2.0 ** min(attempts, 16))
+        return base * (0.5 + 0.5 * random.random())
+
+    def _pause(self, name: str, seconds: float, why: str) -> None:
+        self._paused_until[name] = max(self._paused_until.get(name, 0.0), self.clock() + seconds)
+        self.stats[name].rate_limited += 1
+        log.info("sink_paused", sink=name, seconds=round(seconds, 2), why=why)
+
+    def _expire(self, name: str, now: float) -> None:
+        items = self.ledger.expired(name, now - self.max_age_s)
+        if items:
+            self._give_up(name, items, f"undelivered for more than {self.max_age_s:g} s")
+
+    def _give_up(self, name: str, items: Sequence[Item], why: str) -> None:
+        self.ledger.give_up(items, why)
+        self.stats[name].failed += len(items)
+        rules = sorted({item.rule for item in items})
+        log.error("alert_given_up", sink=name, rules=rules, changes=len(items), reason=why)
 
     async def _reminders(self) -> None:
-        """Re-queue active alerts whose repeat or re-send interval has passed."""
+        """Make reminders due for active alerts whose repeat or re-send interval has passed."""
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(REMINDER_CHECK_S)
+            if self._unsaved:
+                self.submit(())
             now = self.clock()
-            batch: list[tuple[str, Notification]] = []
-            for name in self.sinks:
-                every = self.resend_s.get(name) or self._repeat(name)
-                for note, notified in self.outbox.active(name):
-                    if now - notified >= every:
-                        batch.append((name, note))
-            if batch:
-                with self.outbox.transaction():
-                    for name, note in batch:
-                        self.outbox.touch(name, note.dedup_key, now)
-                        self.outbox.enqueue(name, note, now)
-                for name in {n for n, _ in batch}:
-                    self._wake[name].set()
+            try:
+                due = [
+                    name
+                    for name in self.sinks
+                    if self.ledger.remind(
+                        name, now, self.resend_s.get(name) or repeat_interval(self.routes, name)
+                    )
+                ]
+            except sqlite3.Error as exc:
+                log.error("alerts_outbox_error", error=str(exc))
+                continue
+            self._wake_up(due)
 
-    def _repeat(self, name: str) -> float:
-        intervals = [float(r.repeat_interval) for r in self.routes if name in r.sinks]
-        return min(intervals, default=4 * 3600.0)
+    def _wake_up(self, names: Iterable[str]) -> None:
+        """Wake the workers of ``names``, from the loop's thread or any other."""
+        loop, wanted = self._loop, tuple(names)
+        if loop is None or not wanted:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._set(wanted)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._set, wanted)
 
-    def close(self) -> None:
-        """Close the file sinks and the outbox."""
-        for sink in self.sinks.values():
-            if isinstance(sink, FileSink):
-                sink.close()
-        self.outbox.close()
-
-    def queued(self, name: str) -> int:
-        """Notifications waiting for ``name``."""
-        return self.outbox.queued(name)
-
-
-def _request_for(sink: Sink, item: Pending, now: float) -> HttpRequest:
-    """A re-send of an active Alertmanager alert carries a fresh endsAt."""
-    resend = getattr(sink, "resend_request", None)
-    if resend is not None and item.note.event.state is AlertState.FIRING and item.attempts == 0:
-        request: HttpRequest = resend(item.note, now)
-        return request
-    return sink.render(item.note)
-
-
-async def send(sink: Sink, request: HttpRequest, session: aiohttp.ClientSession) -> Outcome:
-    """POST one rendered request and classify the answer; network failures are retryable."""
-    timeout = aiohttp.ClientTimeout(total=float(getattr(sink, "timeout_s", 10.0)))
-    try:
-        async with session.request(
-            request.method,
-            request.url,
-            data=request.body,
-            headers=dict(request.headers),
-            timeout=timeout,
-        ) as resp:
-            return sink.classify(resp.status, resp.headers, await resp.read())
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return Outcome(Verdict.RETRY, None, type(exc).__name__)
+    def _set(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._wake[name].set()

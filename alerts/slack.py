@@ -2,8 +2,12 @@
 
 Slack allows "no more than one message per second" per app, with short bursts over that, and
 answers 429 with a Retry-After header when the limit is exceeded
-(https://api.slack.com/docs/rate-limits). A success is ``200 ok``; errors are 4xx with a short
-text code (``invalid_payload``, ``channel_is_archived``) and 5xx for Slack's own failures.
+(https://api.slack.com/docs/rate-limits); incoming webhooks send no rate-limit headers on
+success. A success is ``200 ok``; errors are 4xx with a short text code (``invalid_payload``,
+``channel_is_archived``) and 5xx for Slack's own failures.
+
+A digest is a header, one section per ``DIGEST_LINES_PER_SECTION`` alert lines (a section holds
+3000 characters), and a context line; at most ``DIGEST_MAX_ITEMS`` alerts per message.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.notification import HttpRequest, Notification, Outcome, default_classify
+from alerts.notification import Digest, HttpRequest, Notification, Outcome, default_classify
 from alerts.text import (
     clip,
+    digest_lines,
+    digest_title,
     escape_markup,
     facts,
     human_time,
@@ -32,6 +38,8 @@ SECTION_MAX_CHARS = 3000
 FIELDS_MAX = 10
 FIELD_LABEL_MAX_CHARS = 100
 FIELD_VALUE_MAX_CHARS = 1800
+DIGEST_MAX_ITEMS = 40
+DIGEST_LINES_PER_SECTION = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,7 @@ class SlackSink:
     url: str = field(repr=False)
     rate_per_s: float = DEFAULT_RATE_PER_S
     timeout_s: float = DEFAULT_TIMEOUT_S
+    digest_max_items: int = DIGEST_MAX_ITEMS
 
     @classmethod
     def from_config(cls, config: SinkConfig, secret: str | None) -> SlackSink:
@@ -57,6 +66,12 @@ class SlackSink:
         """The webhook POST for ``note``."""
         fallback = escape_markup("\n".join(summary_lines(note)), SECTION_MAX_CHARS)
         return json_request(self.url, {"text": fallback, "blocks": blocks(note)})
+
+    def render_digest(self, digest: Digest) -> HttpRequest:
+        """The webhook POST naming every alert of ``digest``."""
+        title, lines = digest_title(digest), digest_lines(digest)
+        fallback = escape_markup("\n".join((title, *lines)), SECTION_MAX_CHARS)
+        return json_request(self.url, {"text": fallback, "blocks": digest_blocks(digest)})
 
     def classify(self, status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
         """200 delivered; 429 and 5xx retry after Retry-After; other 4xx rejected."""
@@ -82,5 +97,29 @@ def blocks(note: Notification) -> list[dict[str, Any]]:
         {"type": "header", "text": header},
         {"type": "section", "text": summary},
         {"type": "section", "fields": fields},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+    ]
+
+
+def digest_blocks(digest: Digest) -> list[dict[str, Any]]:
+    """Header, the alert lines in sections of ``DIGEST_LINES_PER_SECTION``, context."""
+    header = {"type": "plain_text", "text": clip(digest_title(digest), HEADER_MAX_CHARS)}
+    lines = [escape_markup(line) for line in digest_lines(digest)]
+    sections = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": clip("\n".join(lines[i : i + DIGEST_LINES_PER_SECTION]), SECTION_MAX_CHARS),
+            },
+        }
+        for i in range(0, len(lines), DIGEST_LINES_PER_SECTION)
+    ]
+    context = escape_markup(digest.source)
+    if digest.dashboard_url:
+        context += f" · <{escape_markup(digest.dashboard_url)}|Dashboard>"
+    return [
+        {"type": "header", "text": header},
+        *sections,
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]

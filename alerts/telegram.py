@@ -8,7 +8,9 @@ rate is 1 msg/s for a private chat and 20/min for a group or channel (a negative
 an ``@channel`` name). A 429 answers ``{"ok": false, "parameters": {"retry_after": N}}``.
 
 ``link_preview_options`` is the Bot API 7.0 form of ``disable_web_page_preview``, which is still
-accepted; both are sent so older self-hosted Bot API servers also skip the preview.
+accepted; both are sent so older self-hosted Bot API servers also skip the preview. The Bot API
+sends no rate-limit headers on success. A digest is one message listing the alerts, at most
+``DIGEST_MAX_ITEMS``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,24 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from alerts.notification import HttpRequest, Notification, Outcome, Verdict, default_classify
-from alerts.text import answer_detail, escape_markup, facts, json_object, json_request, seconds
+from alerts.notification import (
+    Digest,
+    HttpRequest,
+    Notification,
+    Outcome,
+    Verdict,
+    default_classify,
+)
+from alerts.text import (
+    answer_detail,
+    digest_lines,
+    digest_title,
+    escape_markup,
+    facts,
+    json_object,
+    json_request,
+    seconds,
+)
 from monitor.config import SinkConfig
 from monitor.errors import ConfigError
 
@@ -30,6 +48,8 @@ TEXT_MAX_CHARS = 4096
 TITLE_MAX_CHARS = 256
 SUMMARY_MAX_CHARS = 2048
 FACT_MAX_CHARS = 256
+DIGEST_MAX_ITEMS = 20  # 20 escaped lines of DIGEST_LINE_MAX_CHARS fit 4096 characters
+DIGEST_LINE_MAX_CHARS = 190  # a line once escaped
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +62,7 @@ class TelegramSink:
     rate_per_s: float = CHAT_RATE_PER_S
     timeout_s: float = DEFAULT_TIMEOUT_S
     base_url: str = DEFAULT_BASE_URL
+    digest_max_items: int = DIGEST_MAX_ITEMS
 
     @classmethod
     def from_config(cls, config: SinkConfig, secret: str | None) -> TelegramSink:
@@ -63,9 +84,16 @@ class TelegramSink:
 
     def render(self, note: Notification) -> HttpRequest:
         """The ``sendMessage`` POST for ``note``."""
+        return self._send_message(message_html(note))
+
+    def render_digest(self, digest: Digest) -> HttpRequest:
+        """The ``sendMessage`` POST naming every alert of ``digest``."""
+        return self._send_message(digest_html(digest))
+
+    def _send_message(self, text: str) -> HttpRequest:
         payload = {
             "chat_id": self.chat_id,
-            "text": message_html(note),
+            "text": text,
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
             "link_preview_options": {"is_disabled": True},
@@ -112,3 +140,14 @@ def message_html(note: Notification) -> str:
         lines.pop()
     text = "\n".join(head + lines + tail)
     return text if len(text) <= TEXT_MAX_CHARS else "\n".join(head)
+
+
+def digest_html(digest: Digest) -> str:
+    """The digest in Telegram's HTML subset: a bold title, then one escaped line per alert."""
+    head = f"<b>{escape_markup(digest_title(digest), TITLE_MAX_CHARS)}</b>"
+    lines = [escape_markup(line, DIGEST_LINE_MAX_CHARS) for line in digest_lines(digest)]
+    if digest.dashboard_url:
+        lines.append(f'<a href="{html.escape(digest.dashboard_url, quote=True)}">Dashboard</a>')
+    while lines and len("\n".join([head, *lines])) > TEXT_MAX_CHARS:
+        lines.pop(-2 if digest.dashboard_url and len(lines) > 1 else -1)
+    return "\n".join([head, *lines])

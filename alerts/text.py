@@ -2,26 +2,32 @@
 
 All chat and pager sinks show the same facts in the same order (:func:`facts`), and the plain-text
 form of a notification (:func:`summary_lines`) is made here once, so a Slack fallback, a Telegram
-message and an Alertmanager description never disagree.
+message and an Alertmanager description never disagree. The same holds for digests: one title
+(:func:`digest_title`) and one line per alert (:func:`digest_line`) for every chat sink.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-from alerts.notification import HttpRequest, Notification, Outcome
+from alerts.notification import Change, Digest, DigestEntry, HttpRequest, Notification, Outcome
+from alerts.redact import Redactor
 from monitor.config import SinkConfig
 from monitor.errors import ConfigError
 
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
 DETAIL_MAX_CHARS = 200
 """Longest answer excerpt kept in :attr:`Outcome.detail`."""
+DIGEST_LINE_MAX_CHARS = 160
+"""Longest line of a digest: each chat sink's ``digest_max_items`` lines fit its message."""
 
 
 def format_number(value: float) -> str:
@@ -123,11 +129,16 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def answer_detail(status: int, text: str, secret: str | None) -> str:
-    """``HTTP <status>: <text>`` for logs: one line, at most DETAIL_MAX_CHARS, secret removed."""
-    line = " ".join(text.split())
-    if secret:
-        line = line.replace(secret, "<secret>")
+    """``HTTP <status>: <text>`` for logs: one line, at most DETAIL_MAX_CHARS, with every
+    fragment of the secret masked (also when the receiver echoes only the request path)."""
+    line = redactor_for(secret)(" ".join(text.split()))
     return clip(f"HTTP {status}: {line}" if line else f"HTTP {status}", DETAIL_MAX_CHARS)
+
+
+@functools.lru_cache(maxsize=64)
+def redactor_for(secret: str | None) -> Redactor:
+    """The redactor of one sink's secret (cached: sinks quote answers on every failure)."""
+    return Redactor((secret,))
 
 
 def with_detail(outcome: Outcome, status: int, body: bytes, secret: str | None) -> Outcome:
@@ -137,8 +148,85 @@ def with_detail(outcome: Outcome, status: int, body: bytes, secret: str | None) 
 
 
 def webhook_url(config: SinkConfig, secret: str | None, kind: str) -> str:
-    """The webhook URL of a chat sink: ``url`` (tests, proxies) or the secret itself."""
+    """The webhook URL of a chat sink: ``url`` (tests, proxies) or the secret itself.
+
+    Raises:
+        ConfigError: no URL, or one without an http(s) scheme and host (the message never
+            quotes the URL: it is the secret).
+    """
     url = config.url or secret
     if not url:
         raise ConfigError(f"sink {config.name!r} ({kind}): no webhook URL; set secret_env")
-    return url
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        where = _secret_source(config)
+        raise ConfigError(
+            f"sink {config.name!r} ({kind}): the webhook URL from {where} is not a full URL; "
+            "expected https://host/path (copy the whole URL, scheme included)"
+        )
+    return url.strip()
+
+
+def _secret_source(config: SinkConfig) -> str:
+    if config.url:
+        return "url"
+    if config.secret_env is not None:
+        return f"secret_env {config.secret_env}"
+    if config.secret_file is not None:
+        return f"secret_file {config.secret_file}"
+    return "secret"
+
+
+# --- digests ------------------------------------------------------------------------------------
+
+_DIGEST_WORDS: Mapping[Change, str] = {
+    Change.FIRED: "firing",
+    Change.RESOLVED: "resolved",
+    Change.FIRED_AND_RESOLVED: "fired and resolved",
+    Change.STILL_FIRING: "still firing",
+}
+
+
+def digest_title(digest: Digest) -> str:
+    """``CRITICAL riskmon: 38 firing, 2 resolved [portfolio=main]``: counts by change."""
+    counts = {change: 0 for change in _DIGEST_WORDS}
+    for entry in digest.entries:
+        counts[entry.change] += 1
+    parts = ", ".join(f"{n} {_DIGEST_WORDS[c]}" for c, n in counts.items() if n)
+    group = " [" + ", ".join(f"{k}={v}" for k, v in digest.group) + "]" if digest.group else ""
+    return f"{digest.severity.value.upper()} {digest.source}: {parts}{group}"
+
+
+def digest_line(entry: DigestEntry) -> str:
+    """One alert of a digest in a line: severity, rule, labels, figures and times."""
+    event = entry.note.event
+    labels = ", ".join(f"{k}={v}" for k, v in event.labels)
+    head = f"{event.severity.value.upper()} {event.rule}" + (f" ({labels})" if labels else "")
+    figures = f"{format_number(event.value)} (threshold {format_number(event.threshold)})"
+    fired = human_time(entry.fired_at) if entry.fired_at is not None else "unknown"
+    resolved = human_time(entry.resolved_at if entry.resolved_at is not None else event.ts)
+    tail = {
+        Change.FIRED: f"{figures}, fired {fired}",
+        Change.RESOLVED: f"resolved {resolved} at {figures}, fired {fired}",
+        Change.FIRED_AND_RESOLVED: f"fired {fired}, resolved {resolved}",
+        Change.STILL_FIRING: f"still firing since {fired}, last {figures}",
+    }[entry.change]
+    if entry.superseded:
+        tail += f" (+{entry.superseded} earlier episodes)"
+    return clip(f"{head}: {tail}", DIGEST_LINE_MAX_CHARS)
+
+
+def digest_lines(digest: Digest) -> tuple[str, ...]:
+    """Every entry's line, then the count of changes still to come."""
+    lines = [digest_line(entry) for entry in digest.entries]
+    if digest.more:
+        lines.append(f"{digest.more} more changes follow.")
+    return tuple(lines)
+
+
+def with_fired_at(resolved: Notification, fired_at: float | None) -> Notification:
+    """A resolve that also says when its alert fired (when riskmon knows)."""
+    if fired_at is None:
+        return resolved
+    details = (("Fired at", human_time(fired_at)), *resolved.details)
+    return dataclasses.replace(resolved, details=details)

@@ -5,6 +5,7 @@ The only module besides the CLI that imports from both ``feeds`` and ``alerts``.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
@@ -14,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alerts.jsonl import JsonlAlertWriter
+from alerts.notification import Notification
 from feeds.history import HistorySource
+from monitor import notify
+from monitor.alerting import ReplayDelivery, deliver_replay
 from monitor.config import Config
 from monitor.engine import Engine
 from monitor.errors import DataError
@@ -37,6 +41,9 @@ class ReplaySummary:
         alerts: alert events by state.
         elapsed_s: wall-clock seconds.
         out_dir: where the outputs are.
+        first_alerts: the first firing events, for the summary.
+        sinks_configured: ``[[sinks]]`` in the configuration.
+        delivery: what the sinks received (``--send-alerts``), or None when not sent.
     """
 
     rows: int
@@ -47,6 +54,8 @@ class ReplaySummary:
     elapsed_s: float
     out_dir: Path
     first_alerts: list[AlertEvent] = field(default_factory=list)
+    sinks_configured: int = 0
+    delivery: ReplayDelivery | None = None
 
     @property
     def ticks_per_second(self) -> float:
@@ -61,10 +70,13 @@ def replay(
     *,
     progress: bool = False,
     candle_interval_s: float | None = None,
+    send_alerts_s: float | None = None,
 ) -> ReplaySummary:
     """Replay historical files through the engine; write snapshots.parquet and alerts.jsonl.
 
     With ``[[accounts]]`` configured, ``accounts.parquet`` holds their margin and stress rows.
+    With ``send_alerts_s``, the alert events also go through the configured routes and sinks
+    (:func:`~monitor.alerting.deliver_replay`), waiting at most that many seconds.
 
     Outputs are written to a temporary directory and moved into ``out_dir`` only when the
     replay has completed, so a failure leaves nothing partial behind.
@@ -86,11 +98,16 @@ def replay(
         accounts = AccountTable(config.risk.confidence)
         states: Counter[str] = Counter()
         first: list[AlertEvent] = []
+        notes: list[Notification] = []
+        rules_by_name = {rule.name: rule for rule in config.rules}
         with JsonlAlertWriter(work / "alerts.jsonl") as writer:
 
             def sink(snap: RiskSnapshot, events: list[AlertEvent]) -> None:
                 table.add(snap)
                 accounts.add(snap)
+                if send_alerts_s is not None:
+                    url = config.server.dashboard_url
+                    notes.extend(notify.build(e, rules_by_name, snap, url) for e in events)
                 for event in events:
                     writer.write(event)
                     states[event.state.value] += 1
@@ -104,6 +121,9 @@ def replay(
         if config.accounts:
             accounts.to_frame().write_parquet(work / "accounts.parquet")
             outputs.append("accounts.parquet")
+        delivery = None
+        if send_alerts_s is not None:
+            delivery = asyncio.run(deliver_replay(config, notes, work, send_alerts_s))
         _publish(work, out_dir, outputs)
         skipped = Counter(dict(source.skipped))
         skipped.update({k: v for k, v in engine.skipped.items() if v})
@@ -116,6 +136,8 @@ def replay(
         elapsed_s=time.perf_counter() - started,
         out_dir=out_dir,
         first_alerts=first,
+        sinks_configured=len(config.sinks),
+        delivery=delivery,
     )
 
 

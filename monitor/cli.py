@@ -32,6 +32,16 @@ def _parser() -> argparse.ArgumentParser:
         "--candle-interval", default=None, help='candle length, e.g. "5m" (default: inferred)'
     )
     rep.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    rep.add_argument(
+        "--send-alerts",
+        action="store_true",
+        help="deliver the replay's alerts through the configured [[routes]] and [[sinks]]",
+    )
+    rep.add_argument(
+        "--send-timeout",
+        default="2m",
+        help='with --send-alerts: wait at most this long for the receivers (default "2m")',
+    )
     run = sub.add_parser("run", help="run the live daemon")
     run.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
     run.add_argument("--duration", default=None, help='stop after this long, e.g. "10m"')
@@ -99,10 +109,43 @@ def _replay(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     interval = None if args.candle_interval is None else _duration(args.candle_interval)
+    send_timeout = _duration(args.send_timeout, "--send-timeout")
+    if args.send_alerts:
+        _check_sinks(config, required=True)
+        _configure_logging("warning", config)
     progress = sys.stderr.isatty() and not args.no_progress
-    summary = replay(config, args.data, args.out, progress=progress, candle_interval_s=interval)
+    summary = replay(
+        config,
+        args.data,
+        args.out,
+        progress=progress,
+        candle_interval_s=interval,
+        send_alerts_s=send_timeout if args.send_alerts else None,
+    )
     _print_summary(summary, sys.stdout)
     return EXIT_OK
+
+
+def _check_sinks(config: Config, *, required: bool = False) -> None:
+    """Build every sink once (reads secrets, checks webhook URLs) before anything starts.
+
+    Raises:
+        ConfigError: a secret is missing or a webhook URL is not a full URL.
+        RiskmonError: ``required`` and no ``[[sinks]]`` are configured.
+    """
+    from monitor.alerting import build_sinks
+
+    if required and not config.sinks:
+        raise RiskmonError(f"{config.source}: --send-alerts needs [[sinks]] (and [[routes]])")
+    build_sinks(config)  # files are opened on their first write: nothing to close
+
+
+def _configure_logging(level: str, config: Config) -> None:
+    """Logging with every configured secret masked."""
+    from monitor.alerting import secret_redactor
+    from monitor.logs import configure_logging
+
+    configure_logging(level, redactor=secret_redactor(config))
 
 
 def _duration(text: str, option: str = "--candle-interval") -> float:
@@ -127,6 +170,7 @@ def _print_summary(summary: object, out: TextIO) -> None:
         f"elapsed          {summary.elapsed_s:.2f} s",
         f"throughput       {summary.ticks_per_second:,.0f} ticks/s",
         f"output           {summary.out_dir}/snapshots.parquet, alerts.jsonl",
+        *_delivery_lines(summary),
     ]
     for event in summary.first_alerts[:10]:
         moment = dt.datetime.fromtimestamp(event.ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
@@ -138,14 +182,39 @@ def _print_summary(summary: object, out: TextIO) -> None:
     print("\n".join(lines), file=out)
 
 
+def _delivery_lines(summary: object) -> list[str]:
+    """What the sinks got, or that they were not used."""
+    from monitor.app import ReplaySummary
+
+    assert isinstance(summary, ReplaySummary)
+    delivery = summary.delivery
+    if delivery is None:
+        if not summary.sinks_configured:
+            return []
+        return [
+            f"sinks            not used ({summary.sinks_configured} configured; "
+            "--send-alerts delivers the alerts through the routes)"
+        ]
+    lines = [
+        f"sink {name:<11} {d.messages:,} messages ({d.changes:,} alert changes), "
+        f"{d.failed:,} failed, {d.undelivered:,} undelivered"
+        for name, d in sorted(delivery.sinks.items())
+    ]
+    if delivery.unrouted:
+        lines.append(f"unrouted         {delivery.unrouted:,} alert events matched no route")
+    if not delivery.complete:
+        lines.append("delivery         incomplete: --send-timeout passed first")
+    return lines
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from monitor.live import console_alert, run_service
-    from monitor.logs import configure_logging
 
     config = load_config(args.config)
-    configure_logging(args.log_level)
+    _check_sinks(config)
+    _configure_logging(args.log_level, config)
     duration = None if args.duration is None else _duration(args.duration, "--duration")
     if args.role != "all" or args.portfolios is not None or args.shard is not None:
         return _run_role(args, config, duration)
@@ -185,12 +254,16 @@ def _run_role(args: argparse.Namespace, config: Config, duration: float | None) 
 def _test_alert(args: argparse.Namespace) -> int:
     import asyncio
 
-    from monitor.alerting import send_test_alert
+    from monitor.alerting import secret_redactor, send_test_alert
 
     config = load_config(args.config)
-    outcome = asyncio.run(send_test_alert(config, args.sink))
+    redact = secret_redactor(config)
+    try:
+        outcome = asyncio.run(send_test_alert(config, args.sink))
+    except RiskmonError as exc:
+        raise RiskmonError(redact(str(exc))) from None
     detail = f": {outcome.detail}" if outcome.detail else ""
-    print(f"sink {args.sink}: {outcome.verdict.value}{detail}")
+    print(redact(f"sink {args.sink}: {outcome.verdict.value}{detail}"))
     return EXIT_OK if outcome.verdict.value == "delivered" else EXIT_USAGE
 
 
@@ -198,10 +271,10 @@ def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
     from monitor.demo import run_demo
-    from monitor.logs import configure_logging
 
     config = load_config(args.config)
-    configure_logging(args.log_level)
+    _check_sinks(config)
+    _configure_logging(args.log_level, config)
     duration = _duration(args.duration, "--duration")
     asyncio.run(run_demo(config, duration_s=duration, speed=args.speed, out=sys.stdout))
     return EXIT_OK

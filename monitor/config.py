@@ -327,12 +327,20 @@ class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         severity: severities matched (empty: all).
         labels: labels the alert must carry with these values (``portfolio`` included).
         repeat_interval: a still-firing alert is notified again after this long.
+        group_by: labels (and ``rule``, ``severity``) whose values split the route's alerts
+            into groups; empty: one group. Chat sinks get one digest per group flush.
+        group_wait: how long a new group waits for more alerts before its first digest.
+        group_interval: how long a group waits after a digest before the next one (a critical
+            firing never waits longer than ``group_wait``).
     """
 
     sinks: Annotated[tuple[str, ...], Meta(min_length=1)]
     severity: tuple[Severity, ...] = ()
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     repeat_interval: PositiveDuration = _seconds("4h")
+    group_by: tuple[Annotated[str, Meta(min_length=1)], ...] = ()
+    group_wait: Duration = _seconds("30s")
+    group_interval: PositiveDuration = _seconds("5m")
 
 
 class AlertsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -343,11 +351,14 @@ class AlertsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         log_file: JSON-lines file of the embedded ``log`` sink (relative to ``[state] dir``),
             which receives every event when no route matches.
         max_attempts_age: a notification undelivered this long is given up (and counted).
+        critical_wait: the longest a critical firing waits for its group at a chat sink (the
+            route's ``group_wait`` when shorter), so a page is never held up by a burst.
     """
 
     outbox: str = "outbox.sqlite"
     log_file: str = "alerts.jsonl"
     max_attempts_age: PositiveDuration = _seconds("1d")
+    critical_wait: Duration = _seconds("5s")
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

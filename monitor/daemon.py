@@ -113,6 +113,8 @@ class Daemon:
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     stateful: ClassVar[bool] = True
     """Whether checkpoints keep this daemon's state (the feeds role has none)."""
+    replays_ticks: ClassVar[bool] = False
+    """Whether a restart replays the ticks after the checkpoint (an engine worker on the bus)."""
 
     def __post_init__(self) -> None:
         cfg = self.config

@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +93,7 @@ class EngineDaemon(Daemon):
 
     worker: str = "engine"
     bus_symbols: tuple[str, ...] = ()
+    replays_ticks: ClassVar[bool] = True
     subscriber: TickSubscriber | None = field(default=None, init=False)
     _cursor: BusCursor | None = field(default=None, init=False)
     _last_batch: float = field(default_factory=time.monotonic, init=False)

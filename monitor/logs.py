@@ -1,6 +1,8 @@
 """structlog set-up: a console renderer on a terminal, JSON lines otherwise.
 
-Nothing is logged per tick: connections, gaps, staleness, alerts and errors only.
+Nothing is logged per tick: connections, gaps, staleness, alerts and errors only. Every line,
+the standard library's included, passes a :class:`~alerts.redact.Redactor` last before it is
+rendered, so no fragment of a sink secret reaches a log.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+
+from alerts.redact import Redactor
 
 
 class _CurrentStderr:
@@ -25,9 +29,18 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
-def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog and route the standard library's logging through it."""
+def configure_logging(
+    level: str = "info", stream: TextIO | None = None, redactor: Redactor | None = None
+) -> None:
+    """Configure structlog and route the standard library's logging through it.
+
+    Args:
+        level: lowest level written.
+        stream: where lines go (standard error by default).
+        redactor: masks secret fragments in every line (exception texts included).
+    """
     out: Any = stream if stream is not None else _CurrentStderr()
+    redact = (redactor or Redactor()).processor
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=out.isatty())
         if out.isatty()
@@ -39,7 +52,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
@@ -47,7 +60,17 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[*shared, renderer]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                *shared,
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact,
+                renderer,
+            ]
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

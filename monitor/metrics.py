@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Histogram, disable_created_metr
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from alerts.episodes import Suppressed
 from monitor.snapshot import RiskSnapshot
 
 if TYPE_CHECKING:
@@ -127,21 +128,32 @@ class RiskCollector(Collector):
 
 
 def _alerts(dispatcher: Dispatcher, wall: float) -> Iterator[Metric]:
-    sent = _counter("alerts_sent", "Notifications delivered.", ["sink"])
-    failed = _counter("alerts_failed", "Notifications refused or given up.", ["sink"])
+    sent = _counter("alerts_sent", "Messages and events delivered.", ["sink"])
+    notified = _counter(
+        "alerts_notified", "Alert changes delivered (a digest counts each alert).", ["sink"]
+    )
+    failed = _counter("alerts_failed", "Alert changes refused or given up.", ["sink"])
     retried = _counter("alerts_retried", "Delivery attempts to be retried.", ["sink"])
-    queued = _gauge("alerts_queued", "Notifications waiting.", ["sink"])
+    limited = _counter("alerts_rate_limited", "Pauses asked for by the receiver.", ["sink"])
+    queued = _gauge("alerts_queued", "Alert changes waiting.", ["sink"])
     age = _gauge(
-        "alerts_oldest_queued_age_seconds", "Age of the oldest waiting notification.", ["sink"]
+        "alerts_oldest_queued_age_seconds", "Age of the oldest waiting alert change.", ["sink"]
     )
     for name, stats in sorted(dispatcher.stats.items()):
         sent.add_metric([name], stats.sent)
+        notified.add_metric([name], stats.notified)
         failed.add_metric([name], stats.failed)
         retried.add_metric([name], stats.retried)
+        limited.add_metric([name], stats.rate_limited)
         queued.add_metric([name], dispatcher.queued(name))
         oldest = dispatcher.outbox.oldest(name)
         age.add_metric([name], 0.0 if oldest is None else max(wall - oldest, 0.0))
-    yield from (sent, failed, retried, queued, age)
+    suppressed = _counter(
+        "alerts_suppressed", "Rule transitions receivers already had, not sent.", ["reason"]
+    )
+    for reason in Suppressed:
+        suppressed.add_metric([reason.value], dispatcher.suppressed[reason.value])
+    yield from (sent, notified, failed, retried, limited, queued, age, suppressed)
 
 
 def _symbols(snap: RiskSnapshot) -> Iterator[Metric]:

@@ -6,12 +6,15 @@ it: the most correlated pairs of the universe and the largest component VaR of t
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from alerts.notification import Notification
+from alerts.text import format_number
 from monitor.config import RuleConfig
 from monitor.model import AlertEvent, AlertState
 from monitor.snapshot import RiskSnapshot
@@ -65,16 +68,12 @@ def build(
     where = f" in {event.portfolio}" if event.portfolio else ""
     labels = ", ".join(f"{k}={v}" for k, v in event.labels if k != "portfolio")
     subject = describe(metric) + (f" ({labels})" if labels else "")
+    value, threshold = format_number(event.value), format_number(event.threshold)
     if event.state is AlertState.FIRING:
         side = "above" if above else "below"
-        summary = (
-            f"{subject}{where} is {event.value:,.4g}, {side} the limit {event.threshold:,.4g}."
-        )
+        summary = f"{subject}{where} is {value}, {side} the limit {threshold}."
     else:
-        summary = (
-            f"Resolved: {subject}{where} is back at {event.value:,.4g} "
-            f"(resolve threshold {event.threshold:,.4g})."
-        )
+        summary = f"Resolved: {subject}{where} is back at {value} (resolve threshold {threshold})."
     title = f"{event.severity.value.upper()} {event.rule} {event.state.value}"
     return Notification(
         event=event,
@@ -121,4 +120,21 @@ def _top_pairs(snap: RiskSnapshot, n: int) -> str:
     order = [k for k in np.argsort(-values) if math.isfinite(values[k])][:n]
     return ", ".join(
         f"{snap.symbols[u[i[k]]]}/{snap.symbols[u[j[k]]]} {values[k]:.2f}" for k in order
+    )
+
+
+def retirement(firing: Notification, ts: float) -> Notification:
+    """The resolve of a firing alert whose rule instance is no longer evaluated (its rule or
+    portfolio left the configuration): receivers must not keep it open forever."""
+    event = dataclasses.replace(firing.event, ts=ts, state=AlertState.RESOLVED)
+    since = dt.datetime.fromtimestamp(firing.event.ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dataclasses.replace(
+        firing,
+        event=event,
+        title=f"{event.severity.value.upper()} {event.rule} resolved",
+        summary=(
+            f"Resolved: {event.rule} is no longer evaluated (its rule or instance left the "
+            f"configuration); it was firing since {since} UTC."
+        ),
+        details=(),
     )

@@ -6,8 +6,12 @@
   pairs and rule instances the two configs share; an invalid one is logged, counted in
   ``riskmon_config_reloads_total{result="failure"}`` and the old config keeps running.
 - Checkpoints: every ``[state] checkpoint_interval`` and at shutdown, atomically, into
-  ``[state] dir``; at start a checkpoint is restored, and a corrupt or incompatible one is
-  logged and the daemon starts cold.
+  ``[state] dir``; at start a checkpoint is restored. One of another configuration (a rule or
+  a symbol added) carries what the two share, as SIGHUP does, and logs what was carried; a
+  corrupt one is logged and the daemon starts cold. Rule states are then aligned with what the
+  outbox says receivers were told (:mod:`monitor.alert_recovery`), so a checkpoint older than
+  the last delivery never re-notifies, and firing alerts whose rule instance left the
+  configuration are resolved.
 - systemd: READY=1 once serving, WATCHDOG=1 while the engine loop turns, RELOADING=1 on SIGHUP.
 - Alerts: every transition goes through the durable outbox to the routed sinks; the
   dispatcher outlives reloads (sinks and routes are read at start: changing them needs a
@@ -30,9 +34,10 @@ from prometheus_client.registry import Collector
 
 from alerts.dispatcher import Dispatcher
 from monitor import notify
+from monitor.alert_recovery import align_rules, orphans
 from monitor.alerting import build_dispatcher
 from monitor.book_config import AccountConfig
-from monitor.checkpoint import read_checkpoint, write_checkpoint
+from monitor.checkpoint import Checkpoint, Fingerprint, read_checkpoint, write_checkpoint
 from monitor.config import Config, load_config
 from monitor.daemon import AlertListener, Daemon
 from monitor.errors import ConfigError, RiskmonError
@@ -141,6 +146,7 @@ class Service:
     ) -> None:
         self.daemon = self._new_daemon(self.config, observe)
         self._restore_at_start(self.daemon)
+        self._recover_alerts(self.daemon)
         if duration_s is not None:
             asyncio.get_running_loop().call_later(duration_s, self._stop.set)
         while not self._stop.is_set():
@@ -245,6 +251,7 @@ class Service:
             log.error("config_reload_rejected", error=str(exc))
             return None
         report = fresh.carry_state(self.daemon.capture_state()) if fresh.stateful else None
+        self._retire_orphans(fresh)
         self.config = config
         self.stats.reloads_ok += 1
         self.stats.last_reload_ok = True
@@ -259,12 +266,53 @@ class Service:
             log.info("checkpoint_absent", path=str(path))
             return
         try:
-            daemon.restore_state(read_checkpoint(path))
+            checkpoint = read_checkpoint(path)
+            changed = checkpoint.fingerprint.differences(Fingerprint.of(daemon.config))
+            if changed and not daemon.replays_ticks:  # a bus worker's cursor must match
+                self._carry_at_start(daemon, checkpoint, changed)
+            else:
+                daemon.restore_state(checkpoint)
+                log.info("checkpoint_restored", path=str(path), ticks=daemon.engine.ticks)
         except RiskmonError as exc:
             log.error("checkpoint_unusable_starting_cold", path=str(path), error=str(exc))
             return
         self.stats.restored = True
-        log.info("checkpoint_restored", path=str(path), ticks=daemon.engine.ticks)
+
+    def _carry_at_start(self, daemon: Daemon, checkpoint: Checkpoint, changed: list[str]) -> None:
+        """A checkpoint of another configuration: carry what fits, as SIGHUP does."""
+        before = {state.key for state in daemon.rules.export_state()}
+        report = daemon.carry_state(checkpoint)
+        cold = sorted(f"{rule}{dict(labels)}" for rule, labels in before - set(report.rules_kept))
+        log.info(
+            "checkpoint_carried", path=str(self.checkpoint_path), changed=changed,
+            carried=str(report), rule_instances_cold=cold[:20], rule_instances_cold_count=len(cold),
+        )  # fmt: skip
+
+    def _recover_alerts(self, daemon: Daemon) -> None:
+        """Align rule states with what receivers were told, then retire orphaned alerts."""
+        if self.dispatcher is None or not daemon.stateful:
+            return
+        if not daemon.replays_ticks:
+            aligned = align_rules(daemon.rules, self.dispatcher.outbox.alerts())
+            if aligned:
+                rules = sorted({rule for rule, _ in aligned})
+                log.info("rule_states_from_outbox", instances=len(aligned), rules=rules)
+        self._retire_orphans(daemon)
+
+    def _retire_orphans(self, daemon: Daemon) -> None:
+        """Resolve firing alerts whose rule instance ``daemon`` no longer evaluates."""
+        if self.dispatcher is None or not daemon.stateful:
+            return
+        gone = orphans(daemon.rules, self.dispatcher.outbox.alerts())
+        if not gone:
+            return
+        now = time.time()
+        self.dispatcher.submit(
+            notify.retirement(r.firing, max(now, r.episode.started))
+            for r in gone
+            if r.firing is not None
+        )
+        log.warning("alerts_retired", alerts=len(gone), rules=sorted({r.rule for r in gone}))
 
     def _write_checkpoint(self, daemon: Daemon) -> None:
         if not daemon.stateful:

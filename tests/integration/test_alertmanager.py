@@ -22,11 +22,16 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 
 from alerts.alertmanager import AlertmanagerSink
+from alerts.dispatcher import Dispatcher
+from alerts.file import FileSink
 from alerts.notification import Notification, Verdict
+from alerts.outbox import Outbox
 from alerts.sinks import build_sink
-from monitor.config import SinkConfig
+from monitor.config import RouteConfig, SinkConfig
+from monitor.durations import Duration
 from monitor.model import AlertState
 from tests.integration.test_prometheus import free_port
 from tests.integration.test_receivers import send
@@ -184,3 +189,161 @@ async def test_firing_then_resolved_reach_the_webhook_for_the_same_labels(
     assert firing_alert["status"] == "firing"
     assert resolved_alert["status"] == "resolved"
     assert firing_alert["annotations"]["summary"] == NOTE.summary
+
+
+# --- behind an outage ---------------------------------------------------------------------------
+
+OUTAGE_S = 8.0
+"""Shorter than the hold of a firing (4 x RESEND_S): Alertmanager keeps what it was told."""
+RESEND_S = 5.0
+
+
+class Gateway:
+    """The network between riskmon and Alertmanager: forwards every request, and can go down
+    (connections refused) and come back on the same port."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        self._site: web.TCPSite | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Gateway:
+        self._session = aiohttp.ClientSession()
+        await self._runner.setup()
+        await self.up()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def up(self) -> None:
+        """Listen (again) on the same port."""
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await self._site.start()
+        self.port = self._site.port
+
+    async def down(self) -> None:
+        """Refuse connections and drop the open ones."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        server = self._runner.server
+        for connection in server.connections if server is not None else ():
+            connection.force_close()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        assert self._session is not None
+        body = await request.read()
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        async with self._session.request(
+            request.method, self.target + request.path_qs, data=body, headers=headers
+        ) as answer:
+            return web.Response(status=answer.status, body=await answer.read())
+
+
+def _note(rule: str, state: AlertState) -> Notification:
+    firing = live(dataclasses.replace(NOTE, dashboard_url=None), time.time())
+    event = dataclasses.replace(firing.event, rule=rule, state=state)
+    return dataclasses.replace(firing, event=event, dedup_key=f"riskmon/{rule}")
+
+
+def _notifications(receiver: Receiver, rule: str) -> list[str]:
+    """The statuses of the alerts named ``rule`` in every webhook notification, in order."""
+    return [
+        alert["status"]
+        for r in receiver.requests_to(WEBHOOK_PATH)
+        for alert in r.json["alerts"]
+        if alert["labels"]["alertname"] == rule
+    ]
+
+
+def _told(rule: str, statuses: list[str]) -> Callable[[list[Recorded]], bool]:
+    def check(requests: list[Recorded]) -> bool:
+        found = [
+            alert["status"]
+            for r in requests
+            if r.path == WEBHOOK_PATH
+            for alert in r.json["alerts"]
+            if alert["labels"]["alertname"] == rule
+        ]
+        return found == statuses
+
+    return check
+
+
+async def _active_alerts(url: str) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/api/v2/alerts", params={"active": "true"}) as response,
+    ):
+        assert response.status == 200
+        alerts: list[dict[str, Any]] = await response.json()
+        return alerts
+
+
+async def test_behind_an_outage_no_false_page_and_no_ghost_alert(
+    alertmanager_binary: str, tmp_path: Path
+) -> None:
+    """Alertmanager unreachable while "during" fires and resolves, "before" resolves and
+    "across" fires. Afterwards: nobody is paged for "during", no firing arrives after its
+    resolve, and once "across" resolves no alert is left active in Alertmanager."""
+    async with Receiver({WEBHOOK_PATH: ACCEPTANCES["webhook"]}) as receiver:
+        with alertmanager_process(
+            alertmanager_binary, receiver.url + WEBHOOK_PATH, tmp_path
+        ) as alertmanager:
+            await wait_ready(alertmanager)
+            async with Gateway(alertmanager.url) as gateway:
+                entry = SinkConfig(
+                    name="am", type="alertmanager", url=gateway.url, resend_interval=RESEND_S
+                )
+                sink = build_sink(entry, None)
+                route = RouteConfig(sinks=("am",), group_wait=Duration(0.0))
+                dispatcher = Dispatcher(
+                    {"log": FileSink("log", tmp_path / "log.jsonl"), "am": sink},
+                    [route],
+                    Outbox(tmp_path / "outbox.sqlite"),
+                    resend_s={"am": RESEND_S},
+                    max_backoff_s=1.0,
+                )
+                task = asyncio.create_task(dispatcher.run())
+                try:
+                    await _outage(dispatcher, gateway, receiver)
+                    assert await _active_alerts(alertmanager.url) == []
+                finally:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    dispatcher.close()
+    assert _notifications(receiver, "during") == []  # no false page
+    for rule in ("before", "across"):
+        assert _notifications(receiver, rule) == ["firing", "resolved"], rule
+
+
+async def _outage(dispatcher: Dispatcher, gateway: Gateway, receiver: Receiver) -> None:
+    dispatcher.submit([_note("before", AlertState.FIRING)])
+    await receiver.wait_for(_told("before", ["firing"]), TIMEOUT_S)
+    await gateway.down()
+    started = time.monotonic()
+    dispatcher.submit([_note("during", AlertState.FIRING)])
+    await asyncio.sleep(1.0)
+    dispatcher.submit([_note("during", AlertState.RESOLVED), _note("across", AlertState.FIRING)])
+    await asyncio.sleep(1.0)
+    dispatcher.submit([_note("before", AlertState.RESOLVED)])
+    await asyncio.sleep(OUTAGE_S - (time.monotonic() - started))
+    assert dispatcher.stats["am"].retried > 0
+    await gateway.up()
+    await receiver.wait_for(_told("before", ["firing", "resolved"]), 3 * TIMEOUT_S)
+    await receiver.wait_for(_told("across", ["firing"]), 3 * TIMEOUT_S)
+    dispatcher.submit([_note("across", AlertState.RESOLVED)])
+    await receiver.wait_for(_told("across", ["firing", "resolved"]), 3 * TIMEOUT_S)
+    await asyncio.sleep(2.0)  # a late firing, or a page for "during", would arrive now

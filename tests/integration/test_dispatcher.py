@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,8 @@ class _Route:
         self.sinks, self.severity = sinks, severity
         self.labels = labels or {}
         self.repeat_interval = repeat_interval
+        self.group_by: tuple[str, ...] = ()
+        self.group_wait, self.group_interval = 0.0, 1.0
 
 
 def _note(
@@ -160,3 +164,56 @@ async def test_a_burst_of_1000_transitions_keeps_the_loop_free_and_the_rate_limi
     assert window <= rate * 1.05 + 1, window
     assert submit_s < 1.0, submit_s  # one SQLite transaction, not 1000 HTTP calls
     assert max(lags) < 0.5, max(lags)  # generous: a blocking sender would stall for seconds
+
+
+async def test_submit_from_another_thread_while_the_workers_run(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The engine may run in a worker thread: its submissions land and wake the sink."""
+    dispatcher = _dispatcher(tmp_path, receiver)
+    task = await _running(dispatcher)
+    await asyncio.gather(
+        *(asyncio.to_thread(dispatcher.submit, [_note(f"threaded-{n}")]) for n in range(20))
+    )
+    await receiver.wait_for(lambda r: len(r) >= 20, TIMEOUT_S)
+    assert sorted(r.json["rule"] for r in receiver.requests_to("/hook")) == sorted(
+        f"threaded-{n}" for n in range(20)
+    )
+    await _stop(task, dispatcher)
+
+
+class _FlakyOutbox(Outbox):
+    """An outbox whose writes fail while ``broken`` (a full disk)."""
+
+    broken = False
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.broken:
+            raise sqlite3.OperationalError("database or disk is full")
+        with super().transaction():
+            yield
+
+
+async def test_an_unwritable_outbox_keeps_transitions_in_order_until_it_heals(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """submit never raises into the engine; workers survive; the firing and its resolve are
+    recorded once the disk has room again, and arrive in order."""
+    box = _FlakyOutbox(tmp_path / "o.sqlite")
+    sinks = {
+        "log": FileSink("log", tmp_path / "alerts.jsonl"),
+        "hook": WebhookSink("hook", receiver.url + "/hook", rate_per_s=50.0),
+    }
+    dispatcher = Dispatcher(sinks, [_Route(("hook",))], box)
+    task = await _running(dispatcher)
+    box.broken = True
+    dispatcher.submit([_note("full")])
+    dispatcher.submit([_note("full", AlertState.RESOLVED)])
+    await asyncio.sleep(1.5)  # the workers keep failing to read, and keep running
+    assert receiver.requests == []
+    assert not task.done()
+    box.broken = False
+    await receiver.wait_for(lambda r: len(r) >= 2, TIMEOUT_S)
+    assert [r.json["state"] for r in receiver.requests_to("/hook")] == ["firing", "resolved"]
+    await _stop(task, dispatcher)

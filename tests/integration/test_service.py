@@ -247,8 +247,9 @@ async def test_bearer_auth_protects_metrics_and_api_but_not_probes(
 class Process:
     """`riskmon run` as a subprocess with its log captured."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, environ: dict[str, str] | None = None) -> None:
         self.config, self.log = config, log
+        self.environ = dict(os.environ) if environ is None else environ
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -262,7 +263,7 @@ class Process:
             str(self.config),
             stdout=handle,
             stderr=handle,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**self.environ, "PYTHONUNBUFFERED": "1"},
         )
         handle.close()
 

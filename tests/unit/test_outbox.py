@@ -1,14 +1,22 @@
-"""The durable outbox: queueing, dedup, retries, active alerts, survival across reopen."""
+"""The durable outbox: storage of alerts, deliveries and groups; survival across reopen; the
+outbox of earlier versions carried over."""
 
 from __future__ import annotations
 
+import math
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from alerts.episodes import Episode, Knowledge, Told
+from alerts.ledger import Ledger
 from alerts.notification import Notification
-from alerts.outbox import Outbox, decode, encode
+from alerts.outbox import AlertRecord, DeliveryRow, Outbox
+from alerts.wire import decode, encode
 from monitor.model import AlertEvent, AlertState, Severity
+
+KEY = "riskmon/spike/portfolio=main"
 
 
 def _note(
@@ -28,61 +36,72 @@ def _note(
     )
 
 
+def _record(episode: Episode, note: Notification | None = None) -> AlertRecord:
+    note = note or _note(ts=episode.started)
+    return AlertRecord(
+        KEY, "spike", (("portfolio", "main"),), Severity.CRITICAL, episode, note, None
+    )
+
+
 def test_encoding_round_trips_every_field() -> None:
     """What is stored is what comes back."""
     note = _note()
     assert decode(encode(note)) == note
 
 
-def test_the_same_alert_and_state_is_not_queued_twice(tmp_path: Path) -> None:
-    """A firing waiting for a sink coalesces with a second firing; its resolve queues."""
-    box = Outbox(tmp_path / "o.sqlite")
-    assert box.enqueue("pager", _note(), 1.0)
-    assert not box.enqueue("pager", _note(ts=200.0), 2.0)
-    assert box.enqueue("pager", _note(state=AlertState.RESOLVED), 3.0)
-    assert box.enqueue("chat", _note(), 1.0)
-    assert box.queued("pager") == 2
-    assert [p.note.event.state for p in box.due("pager", 10.0)] == [
-        AlertState.FIRING,
-        AlertState.RESOLVED,
-    ]
-
-
-def test_retry_reschedules_and_delivered_removes(tmp_path: Path) -> None:
-    """A retried row is not due before its time; delivered rows are gone."""
-    box = Outbox(tmp_path / "o.sqlite")
-    box.enqueue("pager", _note(), 1.0)
-    (item,) = box.due("pager", 1.0)
-    box.retry(item, 50.0, "HTTP 500")
-    assert box.due("pager", 49.0) == []
-    assert box.next_attempt("pager") == 50.0
-    (again,) = box.due("pager", 50.0)
-    assert again.attempts == 1
-    box.delivered(again)
-    assert box.queued("pager") == 0
-    assert box.oldest("pager") is None
+def test_non_finite_figures_survive_storage() -> None:
+    """A resolve on a NaN value (no longer computable) is stored and read back as NaN."""
+    note = _note(state=AlertState.RESOLVED)
+    event = note.event
+    bad = Notification(
+        AlertEvent(event.ts, event.rule, event.state, event.severity, event.labels,
+                   math.nan, math.inf, event.portfolio),
+        note.dedup_key, note.title, note.summary,
+    )  # fmt: skip
+    back = decode(encode(bad))
+    assert math.isnan(back.event.value)
+    assert math.isnan(back.event.threshold)
 
 
 def test_rows_survive_closing_and_reopening(tmp_path: Path) -> None:
-    """What was queued before a crash is there after a restart."""
+    """What the receivers were told and what is owed is there after a restart."""
     path = tmp_path / "state" / "o.sqlite"
     box = Outbox(path)
-    box.enqueue("pager", _note(), 1.0)
-    box.activate("pager", _note(), 1.0)
+    with box.transaction():
+        box.put_alert(_record(Episode(100.0, 160.0)), 1.0)
+        told = Knowledge(Told.FIRING, 100.0)
+        box.put_delivery(DeliveryRow("pager", KEY, "0|", told, 2.0, 5.0, 1, False, 3.0, 2, "x"))
+        box.put_group("chat", "0|main", (("portfolio", "main"),), 30.0, 300.0)
+        box.flushed("chat", "0|main", 4.0)
     box.close()
     reopened = Outbox(path)
+    (record,) = reopened.alerts()
+    assert record.episode == Episode(100.0, 160.0)
+    assert record.firing == _note()
+    assert reopened.delivery("pager", KEY) == DeliveryRow(
+        "pager", KEY, "0|", Knowledge(Told.FIRING, 100.0), 2.0, 5.0, 1, False, 3.0, 2, "x"
+    )
     assert reopened.queued("pager") == 1
-    assert reopened.oldest("pager") == 1.0
-    assert [n.dedup_key for n, _ in reopened.active("pager")] == ["riskmon/spike/portfolio=main"]
+    assert reopened.oldest("pager") == 3.0
+    group = reopened.group("chat", "0|main")
+    assert group is not None
+    assert (group.labels, group.wait_s, group.interval_s, group.last_flush) == (
+        (("portfolio", "main"),),
+        30.0,
+        300.0,
+        4.0,
+    )
 
 
-def test_resolve_finds_where_the_firing_went(tmp_path: Path) -> None:
-    """deactivate returns the sinks that got the firing and forgets the alert."""
+def test_due_rows_come_in_rank_then_due_order(tmp_path: Path) -> None:
+    """Lower rank first, then earlier due; rows not due yet wait."""
     box = Outbox(tmp_path / "o.sqlite")
-    box.activate("pager", _note(), 1.0)
-    box.activate("chat", _note(), 1.0)
-    assert sorted(box.deactivate("riskmon/spike/portfolio=main")) == ["chat", "pager"]
-    assert box.active("pager") == []
+    with box.transaction():
+        for key, due, rank in (("a", 5.0, 3), ("b", 6.0, 0), ("c", 4.0, 3), ("d", 50.0, 0)):
+            box.put_delivery(DeliveryRow("s", key, "g", due=due, rank=rank, since=1.0))
+    assert [r.dedup_key for r in box.due("s", 10.0, 10)] == ["b", "c", "a"]
+    assert [r.dedup_key for r in box.due("s", 10.0, 1)] == ["b"]
+    assert box.next_due("s") == 4.0
 
 
 def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
@@ -91,9 +110,54 @@ def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
 
     def failing_batch() -> None:
         with box.transaction():
-            box.enqueue("pager", _note(), 1.0)
+            box.put_delivery(DeliveryRow("pager", KEY, "g", due=1.0, since=1.0))
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         failing_batch()
     assert box.queued("pager") == 0
+
+
+def _legacy_outbox(path: Path) -> None:
+    """The tables an earlier riskmon wrote: one row per queued notification, active alerts."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT, dedup_key TEXT,"
+        " state TEXT, payload BLOB, created REAL, next_attempt REAL, attempts INTEGER DEFAULT 0,"
+        " last_error TEXT DEFAULT '');"
+        "CREATE TABLE active (sink TEXT, dedup_key TEXT, payload BLOB, notified REAL,"
+        " PRIMARY KEY (sink, dedup_key));"
+    )
+    delivered, waiting = _note("delivered"), _note("waiting")
+    rows = [("pager", delivered), ("pager", waiting)]
+    db.executemany("INSERT INTO active VALUES (?, ?, ?, 1.0)",
+                   [(s, n.dedup_key, encode(n)) for s, n in rows])  # fmt: skip
+    queued = [("pager", waiting), ("pager", _note("delivered", AlertState.RESOLVED, 150.0))]
+    db.executemany(
+        "INSERT INTO outbox (sink, dedup_key, state, payload, created, next_attempt)"
+        " VALUES (?, ?, ?, ?, 1.0, 1.0)",
+        [(s, n.dedup_key, n.event.state.value, encode(n)) for s, n in queued],
+    )
+    db.commit()
+    db.close()
+
+
+def test_an_earlier_outbox_is_carried_over(tmp_path: Path) -> None:
+    """Active alerts whose firing was delivered are known as told; a firing still queued is
+    owed; a queued resolve is owed to where its firing went. The old tables are gone."""
+    path = tmp_path / "o.sqlite"
+    _legacy_outbox(path)
+    box = Outbox(path)
+    ledger = Ledger(box, [], ("pager",), lambda _: False)
+    assert ledger.carry_legacy(10.0) == 4
+    delivered = box.delivery("pager", "riskmon/delivered/portfolio=main")
+    waiting = box.delivery("pager", "riskmon/waiting/portfolio=main")
+    assert delivered is not None
+    assert waiting is not None
+    assert delivered.told == Knowledge(Told.FIRING, 100.0)
+    assert delivered.due == 10.0  # its resolve is owed
+    assert waiting.told == Knowledge()
+    assert waiting.due == 10.0  # its firing is owed
+    assert ledger.carry_legacy(11.0) == 0  # once only
+    names = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert not names & {"outbox", "active"}
