@@ -26,6 +26,8 @@ from monitor.config import load_config
 from monitor.service import Service
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 
+BLOCK_S = 5.0  # [estimator] preaverage of the config these tests write (the default)
+
 CONFIG = """
 [universe]
 symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
@@ -316,6 +318,24 @@ async def _warm_snapshot(base: str) -> dict[str, object]:
         await asyncio.sleep(0.3)
 
 
+async def _settled_snapshot(base: str) -> dict[str, object]:
+    """The snapshot once event time has passed the last tick's pre-averaging block.
+
+    The estimator takes a block into its figures when the block ends, so a snapshot read
+    sooner may still change once more without a new tick.
+    """
+    deadline = time.monotonic() + 4 * TIMEOUT_S
+    while True:
+        _, body = await _get(base + "/api/v1/snapshot")
+        snap = json.loads(body)
+        last_tick = max(s["last_tick_ts"] or 0.0 for s in snap["symbols"].values())
+        if snap["ts"] >= (math.floor(last_tick / BLOCK_S) + 1) * BLOCK_S:
+            return snap
+        if time.monotonic() > deadline:
+            pytest.fail("event time never passed the last tick's block")
+        await asyncio.sleep(0.3)
+
+
 async def test_sigterm_checkpoint_restart_gives_the_same_figures(
     sim: ExchangeSimulator, tmp_path: Path
 ) -> None:
@@ -328,9 +348,8 @@ async def test_sigterm_checkpoint_restart_gives_the_same_figures(
     try:
         await _warm_snapshot(base)
         sim.stall("binance", True)
-        await asyncio.sleep(3.0)  # in-flight frames drain; an idle snapshot covers them all
-        _, body = await _get(base + "/api/v1/snapshot")
-        before = json.loads(body)
+        await asyncio.sleep(3.0)  # in-flight frames drain
+        before = await _settled_snapshot(base)
         started = time.monotonic()
         assert await first.stop() == 0
         assert time.monotonic() - started < 10.0
