@@ -19,7 +19,7 @@ from monitor.config import Config
 from monitor.engine import Engine
 from monitor.errors import DataError
 from monitor.model import AlertEvent, AlertState
-from monitor.replay import TickBatchLike, run
+from monitor.replay import SnapshotClock, TickBatchLike
 from monitor.rules import RuleEngine
 from monitor.snapshot import RiskSnapshot
 from monitor.table import AccountTable, SnapshotTable, reported_pairs
@@ -34,6 +34,8 @@ class ReplaySummary:
         accepted: ticks the engine applied.
         skipped: rows dropped, by reason (reader and engine).
         snapshots: snapshot times emitted.
+        gap_boundaries: snapshot boundaries skipped inside gaps in event time (a gap yields
+            at most ``monitor.replay.MAX_CATCH_UP`` snapshots).
         alerts: alert events by state.
         elapsed_s: wall-clock seconds.
         out_dir: where the outputs are.
@@ -47,6 +49,7 @@ class ReplaySummary:
     elapsed_s: float
     out_dir: Path
     first_alerts: list[AlertEvent] = field(default_factory=list)
+    gap_boundaries: int = 0
 
     @property
     def ticks_per_second(self) -> float:
@@ -64,7 +67,10 @@ def replay(
 ) -> ReplaySummary:
     """Replay historical files through the engine; write snapshots.parquet and alerts.jsonl.
 
-    With ``[[accounts]]`` configured, ``accounts.parquet`` holds their margin and stress rows.
+    ``alerts.jsonl`` is written also when no rule fires (then empty). With ``[[accounts]]``
+    configured, ``accounts.parquet`` holds their margin and stress rows. Ticks pass the same
+    guard as in the daemon (``monitor.guard``: validation, per-symbol time order, the
+    ``[filter]`` bad-print filter); its rejections are counted under the venue ``replay``.
 
     Outputs are written to a temporary directory and moved into ``out_dir`` only when the
     replay has completed, so a failure leaves nothing partial behind.
@@ -86,6 +92,7 @@ def replay(
         accounts = AccountTable(config.risk.confidence)
         states: Counter[str] = Counter()
         first: list[AlertEvent] = []
+        (work / "alerts.jsonl").touch()  # the file exists when no rule fires
         with JsonlAlertWriter(work / "alerts.jsonl") as writer:
 
             def sink(snap: RiskSnapshot, events: list[AlertEvent]) -> None:
@@ -98,7 +105,10 @@ def replay(
                         first.append(event)
 
             batches = _with_progress(source.batches(), source.total_rows, progress)
-            snapshots = run(engine, rules, batches, config.replay.snapshot_interval, sink)
+            clock = SnapshotClock(engine, rules, config.replay.snapshot_interval, sink)
+            for batch in batches:
+                clock.feed(batch)
+            clock.finish()
         table.to_frame().write_parquet(work / "snapshots.parquet")
         outputs = ["snapshots.parquet", "alerts.jsonl"]
         if config.accounts:
@@ -106,16 +116,17 @@ def replay(
             outputs.append("accounts.parquet")
         _publish(work, out_dir, outputs)
         skipped = Counter(dict(source.skipped))
-        skipped.update({k: v for k, v in engine.skipped.items() if v})
+        skipped.update({k: v for k, v in engine.rejected_by_reason().items() if v})
     return ReplaySummary(
         rows=source.total_rows,
         accepted=engine.ticks,
         skipped={k: v for k, v in skipped.items() if v},
-        snapshots=snapshots,
+        snapshots=clock.snapshots,
         alerts=dict(states),
         elapsed_s=time.perf_counter() - started,
         out_dir=out_dir,
         first_alerts=first,
+        gap_boundaries=clock.skipped,
     )
 
 

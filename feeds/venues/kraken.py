@@ -90,7 +90,8 @@ class KrakenParser:
 
         Trade quotes carry the trade's ``timestamp``; ticker quotes carry the ticker's
         ``timestamp`` when the server sends one, else ``recv_ts``. Quotes are emitted only for
-        positive prices (``last`` is 0 for a pair that has not traded in 24 h).
+        positive prices, but trades whatever their price (the router counts and drops
+        non-positive ones; ``last`` is 0 for a pair that has not traded in 24 h).
 
         Raises:
             FeedParseError: the frame is malformed, or is a v1 (JSON array) frame.
@@ -140,9 +141,7 @@ class KrakenParser:
 
 def _trades(trades: list[_Trade], recv_ts: float) -> list[FeedEvent]:
     quotes: list[Quote] = []
-    for trade in trades:
-        if trade.price <= 0.0:
-            continue
+    for trade in trades:  # non-positive prices are handed on: the router counts them
         ts = parse_rfc3339_or(trade.timestamp, recv_ts)
         quotes.append(Quote(VENUE, trade.symbol, PriceKind.TRADE, trade.price, ts, recv_ts))
     return oldest_first(quotes)
