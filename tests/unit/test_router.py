@@ -84,6 +84,60 @@ def test_one_silent_symbol_is_detected_while_others_flow(router: Router) -> None
     assert router.staleness_metric({"venue": "binance", "symbol": "BTCUSDT"}, 25.0) == 1.0
 
 
+def _at(venue: str, instrument: str, price: float, ts: float) -> Quote:
+    return Quote(venue, instrument, PriceKind.TRADE, price, ts=ts, recv_ts=1000.0)
+
+
+def test_venue_times_are_checked_against_the_wall_clock(router: Router) -> None:
+    """2100 and +300 s: re-stamped with the receive time and counted; 1970 (behind more than
+    stale_after): dropped and counted; 1.5 s ahead and 5 s behind: unchanged."""
+    quotes = [
+        _at("binance", "BTCUSDT", 100.0, 4_102_444_800.0),
+        _at("binance", "BTCUSDT", 100.1, 1300.0),
+        _at("binance", "ETHUSDT", 10.0, 1.0),
+        _at("binance", "ETHUSDT", 10.1, 1001.5),
+        _at("binance", "ETHUSDT", 10.2, 995.0),
+    ]
+    router.on_events("binance", quotes, mono=1.0)
+    ticks = router.buffer.drain_columns()[0]
+    assert list(zip(ticks.ts, ticks.symbol, ticks.price, ticks.venue, strict=True)) == [
+        (1000.0, "BTCUSDT", 100.0, "binance"),
+        (1000.0, "BTCUSDT", 100.1, "binance"),
+        (1001.5, "ETHUSDT", 10.1, "binance"),
+        (995.0, "ETHUSDT", 10.2, "binance"),
+    ]
+    assert router.rejected == {("binance", "clock_skew"): 2, ("binance", "out_of_order"): 1}
+
+
+def test_the_wall_clock_given_replaces_the_receive_time(router: Router) -> None:
+    """The demo passes the simulator's clock: a venue time that runs 60x is not skewed."""
+    router.on_events("binance", [_at("binance", "BTCUSDT", 100.0, 5000.0)], 1.0, wall=5000.0)
+    assert router.buffer.drain_columns()[0].ts == [5000.0]
+    assert router.rejected == {}
+
+
+def test_bad_prices_are_counted_and_do_not_make_the_feed_fresh(router: Router) -> None:
+    """Zero, negative and NaN prices: dropped, counted, and the source stays stale, so the
+    next feed stands in; a quote of an instrument no feed names is counted too."""
+    router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
+    bad = [_quote("binance", "BTCUSDT", p) for p in (0.0, -1.0, float("nan"))]
+    for mono in (12.0, 13.0, 14.0):
+        router.on_events("binance", bad, mono=mono)
+    router.on_events("binance", [_quote("binance", "DOGEUSDT", 0.1)], mono=14.0)
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 101.0, PriceKind.MID)], 14.5)
+    assert [t.price for t in router.buffer.drain()[0]] == [100.0, 101.0]  # coinbase stands in
+    assert router.rejected == {
+        ("binance", "non_positive"): 6,
+        ("binance", "not_a_number"): 3,
+        ("binance", "unknown_symbol"): 1,
+    }
+    newly, _ = router.check(14.5)
+    assert [(s.venue, s.instrument) for s in newly] == [
+        ("binance", "BTCUSDT"),
+        ("binance", "ETHUSDT"),
+    ]
+
+
 def test_status_events_are_counted(router: Router) -> None:
     """Gaps and errors are tallied per venue and kind."""
     router.on_events("coinbase", [Status("coinbase", StatusKind.GAP, "expected 5 got 7")], 1.0)
