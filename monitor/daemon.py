@@ -282,8 +282,7 @@ class Daemon:
 
     def publish_now(self) -> None:
         """Take a snapshot at the latest event time now (after a restore) and publish it."""
-        if self.engine.ticks:
-            self._option_cache = self._option_marks()
+        if self.engine.ticks:  # options are priced with the marks of the last step
             self.latest = self.engine.snapshot(self.engine.last_event_ts)
 
     def capture_state(self) -> Checkpoint:

@@ -86,6 +86,11 @@ def _feed(clock: SnapshotClock, run: list[BusTick]) -> None:
 class EngineDaemon(Daemon):
     """The engine, rules and alerts of a daemon, fed from the tick stream.
 
+    Its engine steps run on the event loop, in the subscriber's rounds (``offloaded`` is
+    False): each round is bounded (``[bus] fetch_batch`` per consumer, and the snapshot
+    clock's catch-up), and the checkpoint's stream cursor must be read in the same
+    synchronous step as the engine state.
+
     Args:
         worker: this worker's name: its durable consumers are named after it, so two
             running workers must not share one.
