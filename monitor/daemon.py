@@ -253,7 +253,10 @@ class Daemon:
         reasons = []
         drift, limit = self.clock_drift(), float(self.config.live.max_clock_drift)
         if drift is not None and math.isfinite(drift) and abs(drift) > limit:
-            reasons.append(f"event clock {drift:+.0f} s behind the wall clock (limit {limit:g} s)")
+            where = "behind" if drift > 0 else "ahead of"
+            reasons.append(
+                f"event clock {abs(drift):.0f} s {where} the wall clock (limit {limit:g} s)"
+            )
         rejecting = self.rejecting()
         if rejecting:
             reasons.append("every recent tick rejected for " + ", ".join(rejecting))
