@@ -16,7 +16,7 @@ year-2100 one), makes the clock do more than a bounded amount of work.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 import numpy as np
@@ -181,18 +181,3 @@ class SnapshotClock:
         snap = self._engine.snapshot(boundary)
         self._sink(snap, self._rules.evaluate(snap, self._extra))
         self.snapshots += 1
-
-
-def run(
-    engine: Engine,
-    rules: RuleEngine,
-    batches: Iterable[TickBatchLike],
-    interval_s: float,
-    sink: SnapshotSink,
-) -> int:
-    """Replay every batch and finish; returns the number of snapshots emitted."""
-    clock = SnapshotClock(engine, rules, interval_s, sink)
-    for batch in batches:
-        clock.feed(batch)
-    clock.finish()
-    return clock.snapshots
