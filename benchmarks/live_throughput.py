@@ -95,7 +95,7 @@ async def riskmon_run(config: Config, state: EngineState, count: int) -> dict[st
     async with asyncio.timeout(RUN_TIMEOUT_S):
         await daemon.run(done)
     (start, cpu0), (end, cpu1) = opened[0], finished[0]
-    skipped = sum(daemon.engine.skipped.values())
+    skipped = sum(daemon.rejected().values())
     return {
         "ticks_per_s": count / (end - start),
         "ticks_per_cpu_s": count / (cpu1 - cpu0),

@@ -23,7 +23,7 @@ from monitor.config import Config
 from monitor.engine import Engine
 from monitor.errors import DataError
 from monitor.model import AlertEvent, AlertState
-from monitor.replay import TickBatchLike, run
+from monitor.replay import SnapshotClock, TickBatchLike
 from monitor.rules import RuleEngine
 from monitor.snapshot import RiskSnapshot
 from monitor.table import AccountTable, SnapshotTable, reported_pairs
@@ -38,6 +38,8 @@ class ReplaySummary:
         accepted: ticks the engine applied.
         skipped: rows dropped, by reason (reader and engine).
         snapshots: snapshot times emitted.
+        gap_boundaries: snapshot boundaries skipped inside gaps in event time (a gap yields
+            at most ``monitor.replay.MAX_CATCH_UP`` snapshots).
         alerts: alert events by state.
         elapsed_s: wall-clock seconds.
         out_dir: where the outputs are.
@@ -56,6 +58,7 @@ class ReplaySummary:
     first_alerts: list[AlertEvent] = field(default_factory=list)
     sinks_configured: int = 0
     delivery: ReplayDelivery | None = None
+    gap_boundaries: int = 0
 
     @property
     def ticks_per_second(self) -> float:
@@ -74,7 +77,10 @@ def replay(
 ) -> ReplaySummary:
     """Replay historical files through the engine; write snapshots.parquet and alerts.jsonl.
 
-    With ``[[accounts]]`` configured, ``accounts.parquet`` holds their margin and stress rows.
+    ``alerts.jsonl`` is written also when no rule fires (then empty). With ``[[accounts]]``
+    configured, ``accounts.parquet`` holds their margin and stress rows. Ticks pass the same
+    guard as in the daemon (``monitor.guard``: validation, per-symbol time order, the
+    ``[filter]`` bad-print filter); its rejections are counted under the venue ``replay``.
     With ``send_alerts_s``, the alert events also go through the configured routes and sinks
     (:func:`~monitor.alerting.deliver_replay`), waiting at most that many seconds.
 
@@ -100,6 +106,7 @@ def replay(
         first: list[AlertEvent] = []
         notes: list[Notification] = []
         rules_by_name = {rule.name: rule for rule in config.rules}
+        (work / "alerts.jsonl").touch()  # the file exists when no rule fires
         with JsonlAlertWriter(work / "alerts.jsonl") as writer:
 
             def sink(snap: RiskSnapshot, events: list[AlertEvent]) -> None:
@@ -115,7 +122,10 @@ def replay(
                         first.append(event)
 
             batches = _with_progress(source.batches(), source.total_rows, progress)
-            snapshots = run(engine, rules, batches, config.replay.snapshot_interval, sink)
+            clock = SnapshotClock(engine, rules, config.replay.snapshot_interval, sink)
+            for batch in batches:
+                clock.feed(batch)
+            clock.finish()
         table.to_frame().write_parquet(work / "snapshots.parquet")
         outputs = ["snapshots.parquet", "alerts.jsonl"]
         if config.accounts:
@@ -126,18 +136,19 @@ def replay(
             delivery = asyncio.run(deliver_replay(config, notes, work, send_alerts_s))
         _publish(work, out_dir, outputs)
         skipped = Counter(dict(source.skipped))
-        skipped.update({k: v for k, v in engine.skipped.items() if v})
+        skipped.update({k: v for k, v in engine.rejected_by_reason().items() if v})
     return ReplaySummary(
         rows=source.total_rows,
         accepted=engine.ticks,
         skipped={k: v for k, v in skipped.items() if v},
-        snapshots=snapshots,
+        snapshots=clock.snapshots,
         alerts=dict(states),
         elapsed_s=time.perf_counter() - started,
         out_dir=out_dir,
         first_alerts=first,
         sinks_configured=len(config.sinks),
         delivery=delivery,
+        gap_boundaries=clock.skipped,
     )
 
 

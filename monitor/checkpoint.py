@@ -12,8 +12,10 @@ afresh (an interval without price changes) where the original would repeat its l
 File format 1: a ``numpy.savez`` archive (read with ``allow_pickle=False``) of ``header``, the
 UTF-8 JSON of everything but arrays as uint8 (non-finite floats as ``NaN`` / ``Infinity``, which
 Python's ``json`` reads back exactly); ``cov.<name>``, the arrays of
-:meth:`~monitor.covariance.EventTimeCovariance.state`; ``engine.price``; and, once a snapshot has
-been computed, ``previous.logp`` and ``previous.cov_rate``. The archive comment is
+:meth:`~monitor.covariance.EventTimeCovariance.state`; ``engine.price``; ``engine.symbol_ts`` (each
+symbol's latest accepted tick time, absent from files written before it was kept); and, once a
+snapshot has been computed, ``previous.logp`` and ``previous.cov_rate``. Rejected-tick counts are
+kept in the header as ``skipped``, keyed ``venue/reason``. The archive comment is
 ``riskmon-checkpoint sha256:`` and the hex SHA-256 of every byte before the hex digest, so a
 truncated or altered file is rejected before it is parsed.
 """
@@ -292,6 +294,10 @@ def _remap(
     o = np.array([position[new.symbols[i]] for i in m], dtype=np.int64)
     price = base.price.copy()
     price[m] = saved.price[o]
+    symbol_ts = None
+    if saved.symbol_ts is not None and base.symbol_ts is not None:
+        symbol_ts = base.symbol_ts.copy()
+        symbol_ts[m] = saved.symbol_ts[o]
     moments = dict(base.portfolio_moments)
     moments.update({p: saved.portfolio_moments[p] for p in portfolios})
     return EngineState(
@@ -301,11 +307,12 @@ def _remap(
         price=price,
         last_ts=saved.last_ts,
         ticks=saved.ticks,
-        skipped=saved.skipped,
+        rejected=saved.rejected,
         previous=_remap_previous(saved.previous, o, m, len(new.symbols)),
         ar_moments=saved.ar_moments if old.universe == new.universe else base.ar_moments,
         portfolio_moments=moments,
         iv_history=saved.iv_history,
+        symbol_ts=symbol_ts,
     )
 
 
@@ -349,7 +356,7 @@ def _encode(checkpoint: Checkpoint) -> bytes:
     scalars = _EngineScalars(
         state.last_ts,
         state.ticks,
-        dict(state.skipped),
+        {f"{venue}/{reason}": count for (venue, reason), count in state.rejected.items()},
         None if prev is None else prev[0],
         state.ar_moments,
         dict(state.portfolio_moments),
@@ -359,6 +366,8 @@ def _encode(checkpoint: Checkpoint) -> bytes:
     text = json.dumps(msgspec.to_builtins(header))
     arrays: dict[str, Any] = {f"cov.{name}": a for name, a in state.covariance.items()}
     arrays["engine.price"] = state.price
+    if state.symbol_ts is not None:
+        arrays["engine.symbol_ts"] = state.symbol_ts
     if prev is not None:
         arrays["previous.logp"], arrays["previous.cov_rate"] = prev[1:]
     buffer = io.BytesIO()
@@ -386,15 +395,26 @@ def _decode(raw: bytes) -> Checkpoint:
         price=arrays["engine.price"],
         last_ts=e.last_ts,
         ticks=e.ticks,
-        skipped=e.skipped,
+        rejected=_rejected(e.skipped),
         previous=previous,
         ar_moments=e.ar_moments,
         portfolio_moments=e.portfolio_moments,
         iv_history=e.iv_history,
+        symbol_ts=arrays.get("engine.symbol_ts"),
     )
     return Checkpoint(
         header.fingerprint, engine, header.rules, header.clock_next, header.version, header.bus
     )
+
+
+def _rejected(counts: dict[str, int]) -> dict[tuple[str, str], int]:
+    """``venue/reason`` keys as pairs; the reason-only keys of older files are dropped."""
+    out: dict[tuple[str, str], int] = {}
+    for key, count in counts.items():
+        venue, slash, reason = key.rpartition("/")
+        if slash:
+            out[(venue, reason)] = count
+    return out
 
 
 def _check_seal(raw: bytes) -> None:
@@ -438,6 +458,8 @@ def _check_arrays(header: _Header, arrays: dict[str, Array]) -> None:
     expected = {f"cov.{name}": (a.shape, a.dtype) for name, a in cold.items()}
     f64 = np.dtype(np.float64)
     expected["engine.price"] = ((n,), f64)
+    if "engine.symbol_ts" in arrays:  # optional: files written before it was kept lack it
+        expected["engine.symbol_ts"] = ((n,), f64)
     if header.engine.previous_ts is not None:
         expected["previous.logp"], expected["previous.cov_rate"] = ((n,), f64), ((n, n), f64)
     if set(arrays) != set(expected):

@@ -165,7 +165,12 @@ def _print_summary(summary: object, out: TextIO) -> None:
         f"rows read        {summary.rows:,}",
         f"ticks applied    {summary.accepted:,}",
         f"rows skipped     {skipped}",
-        f"snapshots        {summary.snapshots:,}",
+        f"snapshots        {summary.snapshots:,}"
+        + (
+            f" ({summary.gap_boundaries:,} boundaries skipped in gaps)"
+            if summary.gap_boundaries
+            else ""
+        ),
         f"alert events     {alerts}",
         f"elapsed          {summary.elapsed_s:.2f} s",
         f"throughput       {summary.ticks_per_second:,.0f} ticks/s",

@@ -84,7 +84,8 @@ class EstimatorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         halflife: half-life of the fast estimator.
         slow_halflife: half-life of the slow (baseline) estimator; longer than ``halflife``.
         min_observations: returns per symbol before its estimates are published.
-        max_out_of_order: ticks older than the latest tick by more than this are skipped.
+        max_out_of_order: a tick older than its symbol's last accepted tick by more than this
+            is rejected (``out_of_order``); later ticks are applied at the latest event time.
         preaverage: block length of the noise-robust pre-averaged estimator
             (:mod:`monitor.preaveraged`); 0 selects the tick-by-tick Hayashi-Yoshida estimator
             (:mod:`monitor.covariance`), for noise-free prices only.
@@ -228,11 +229,47 @@ class LiveConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
         queue_ticks: ticks buffered between the feeds and the engine; beyond it the oldest
             are dropped and counted (dropping only coarsens the sampling: the estimator works
             on price levels, so no return is lost or biased).
+        max_clock_skew: a venue timestamp ahead of the receive time by more than this is
+            replaced by the receive time and counted (``clock_skew``).
+        stall_after: /healthz answers 503 once the engine loop has not turned for this long
+            (wall clock); longer than ``idle_snapshot``.
+        max_clock_drift: /readyz answers 503 while the event clock is further than this from
+            the wall clock (frozen or runaway figures).
+        rejected_streak: /readyz answers 503 while a universe symbol's last this many ticks
+            were all rejected.
     """
 
     snapshot_interval: PositiveDuration = _seconds("1s")
     idle_snapshot: PositiveDuration = _seconds("5s")
     queue_ticks: Annotated[int, Meta(ge=100)] = 100_000
+    max_clock_skew: Duration = _seconds("2s")
+    stall_after: PositiveDuration = _seconds("15s")
+    max_clock_drift: PositiveDuration = _seconds("1m")
+    rejected_streak: Annotated[int, Meta(ge=1)] = 20
+
+
+class FilterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """``[filter]``: the bad-print filter, the same in the daemon and in ``riskmon replay``.
+
+    A tick is *suspect* when its log price moves from the symbol's last accepted one by more
+    than ``max(min_jump, k * sigma * sqrt(dt))``, sigma being the symbol's fast volatility per
+    square-root second at the last snapshot (only ``min_jump`` before it has one) and dt the
+    event time elapsed. A suspect is held, not applied; it is applied once ``confirmations``
+    later ticks of the symbol land near it, and dropped (counted as ``outlier``) when a later
+    tick lands back near the last accepted price.
+
+    Attributes:
+        k: sigmas of the elapsed time's volatility a move must exceed; 0 turns the filter off.
+        min_jump: absolute floor of a suspect move, in log price (0.2: +22% or -18%).
+        confirmations: later ticks near a suspect that confirm it.
+        max_hold: a confirmed suspect older than this (event time) is dropped instead of
+            applied; it still counts towards confirming the level of the ticks after it.
+    """
+
+    k: Annotated[float, Meta(ge=0)] = 10.0
+    min_jump: Annotated[float, Meta(gt=0)] = 0.2
+    confirmations: Annotated[int, Meta(ge=1, le=8)] = 1
+    max_hold: PositiveDuration = _seconds("15m")
 
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -382,6 +419,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         accounts: ``[[accounts]]``: derivatives books with collateral and margin.
         stress: ``[stress]``: the scenarios accounts are revalued under.
         bus: ``[bus]``: NATS JetStream between ``run --role feeds`` and ``--role engine``.
+        filter: ``[filter]``: the bad-print filter.
         source: path of the file the configuration was loaded from.
     """
 
@@ -401,6 +439,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     accounts: tuple[AccountConfig, ...] = ()
     stress: StressConfig = StressConfig()
     bus: BusConfig = BusConfig()
+    filter: FilterConfig = FilterConfig()
     source: str = ""
 
     @property

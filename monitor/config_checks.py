@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # monitor.config imports this module at run time
         Config,
         EstimatorConfig,
         FeedConfig,
+        LiveConfig,
         PortfolioConfig,
         RiskConfig,
         RuleConfig,
@@ -83,6 +84,7 @@ def find_problems(config: Config) -> Iterator[Problem]:
         yield from _rule_problems(("rules", index), rule, config)
     for index, feed in enumerate(config.feeds):
         yield from _feed_problems(("feeds", index), feed)
+    yield from _live_problems(config.live)
     yield from _server_problems(config.server)
     for key, detail in bus_problems(config.bus):
         yield Problem(("bus", key), detail)
@@ -117,6 +119,16 @@ def _sink_problems(key: Key, sink: SinkConfig) -> Iterator[Problem]:
         yield Problem((*key, "chat_id"), 'type "telegram" needs chat_id')
     if sink.type == "file" and not sink.path:
         yield Problem((*key, "path"), 'type "file" needs path')
+
+
+def _live_problems(live: LiveConfig) -> Iterator[Problem]:
+    if live.stall_after <= live.idle_snapshot:
+        idle, stall = format_duration(live.idle_snapshot), format_duration(live.stall_after)
+        detail = (
+            f'expected a duration longer than idle_snapshot ("{idle}"), the longest the '
+            f'engine loop waits between turns, got "{stall}"'
+        )
+        yield Problem(("live", "stall_after"), detail)
 
 
 def _server_problems(server: ServerConfig) -> Iterator[Problem]:

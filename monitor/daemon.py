@@ -4,15 +4,28 @@ Tasks (one ``asyncio.TaskGroup``, nothing fire-and-forget): one per feed connect
 loop, and the staleness watchdog. The engine loop drains the bounded tick buffer, applies the
 ticks in event time and takes a snapshot at every ``[live] snapshot_interval`` of event time
 (and after ``idle_snapshot`` of wall time without ticks, so staleness rules still run).
+
+The control plane never waits on the computation: the engine's step (ticks through the guard
+and the estimators, snapshots, rules) runs in one worker thread of the daemon's own (the numba
+kernels release the GIL), so HTTP probes, scrapes and signals are served by the event loop
+meanwhile. Every other touch of engine state (checkpoint capture, the positions API, a reload's
+carry-over) goes through :meth:`Daemon.call`, which runs it in the same thread between steps:
+serialised with the steps by construction. A step is bounded (the snapshot clock's catch-up
+is), so waiting for the current one is always short. Alert events a step produced are handed
+to the listeners and the outbox on the event loop, in order, after the step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +45,7 @@ from monitor.book_config import AccountConfig
 from monitor.checkpoint import Checkpoint, CompatibleRestore, capture, restore, restore_compatible
 from monitor.config import Config
 from monitor.engine import Engine
+from monitor.guard import REASONS
 from monitor.model import AlertEvent
 from monitor.replay import SnapshotClock
 from monitor.rules import RuleEngine
@@ -40,6 +54,7 @@ from monitor.snapshot import RiskSnapshot
 log = structlog.get_logger("riskmon.daemon")
 
 AlertListener = Callable[[AlertEvent], None]
+T = TypeVar("T")
 
 
 def option_mark(quote: OptionQuote) -> OptionMark | None:
@@ -63,10 +78,15 @@ class _Batch:
     ts: npt.NDArray[np.float64]
     symbol: list[str]
     price: npt.NDArray[np.float64]
+    venue: list[str] | None = None
 
     @classmethod
     def in_time_order(
-        cls, ts: Sequence[float], symbol: list[str], price: Sequence[float]
+        cls,
+        ts: Sequence[float],
+        symbol: list[str],
+        price: Sequence[float],
+        venue: list[str] | None = None,
     ) -> _Batch:
         """Drained tick columns sorted by event time, stably (equal times keep arrival order).
 
@@ -74,10 +94,16 @@ class _Batch:
         """
         times = np.array(ts, dtype=np.float64)
         prices = np.array(price, dtype=np.float64)
+        venues = venue or None
         if len(times) > 1 and not bool((times[1:] >= times[:-1]).all()):
-            order = np.argsort(times, kind="stable")
-            return cls(times[order], [symbol[i] for i in order.tolist()], prices[order])
-        return cls(times, symbol, prices)
+            order = np.argsort(times, kind="stable").tolist()
+            return cls(
+                times[order],
+                [symbol[i] for i in order],
+                prices[order],
+                None if venues is None else [venues[i] for i in order],
+            )
+        return cls(times, symbol, prices, venues)
 
 
 @dataclass(slots=True)
@@ -90,6 +116,8 @@ class Daemon:
         connector: websocket opener (injectable for tests).
         venues: venue registry (injectable for tests).
         resubscribe: backoff between resubscribe requests of a quiet instrument.
+        wall: the wall clock that venue timestamps and the event clock are checked against
+            (the demo passes the simulator's clock, which runs faster).
     """
 
     config: Config
@@ -97,6 +125,7 @@ class Daemon:
     connector: Connector = field(default_factory=default_connector)
     venues: Mapping[str, VenueSpec] = field(default_factory=lambda: VENUES)
     resubscribe: ResubscribePolicy = field(default_factory=ResubscribePolicy)
+    wall: Callable[[], float] = time.time
     engine: Engine = field(init=False)
     rules: RuleEngine = field(init=False)
     buffer: TickBuffer = field(init=False)
@@ -111,10 +140,18 @@ class Daemon:
     _heartbeat: float = field(default_factory=time.monotonic, init=False)
     _owner: dict[tuple[int, str], Connection] = field(default_factory=dict, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _executor: ThreadPoolExecutor = field(init=False)
+    _pending: deque[tuple[RiskSnapshot, list[AlertEvent]]] = field(
+        default_factory=deque, init=False
+    )
+    _option_cache: dict[str, OptionMark] = field(default_factory=dict, init=False)
     stateful: ClassVar[bool] = True
     """Whether checkpoints keep this daemon's state (the feeds role has none)."""
     replays_ticks: ClassVar[bool] = False
     """Whether a restart replays the ticks after the checkpoint (an engine worker on the bus)."""
+    offloaded: ClassVar[bool] = True
+    """Whether engine steps run in the daemon's worker thread (the engine role steps on the
+    event loop: its ticks come in bounded rounds from the bus)."""
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -122,12 +159,20 @@ class Daemon:
         self.rules = RuleEngine(
             cfg.rules, [p.name for p in cfg.portfolios], self.engine.account_names
         )
-        self.engine.marks = self._option_marks
+        self.engine.marks = self._engine_marks
         self.buffer = TickBuffer(cfg.live.queue_ticks)
-        self.router = Router(cfg.feeds, self.buffer, time.monotonic())
-        self.clock = SnapshotClock(
-            self.engine, self.rules, cfg.live.snapshot_interval, self._on_snapshot, self.metric
+        self.router = Router(
+            cfg.feeds, self.buffer, time.monotonic(), float(cfg.live.max_clock_skew)
         )
+        self.clock = SnapshotClock(
+            self.engine,
+            self.rules,
+            cfg.live.snapshot_interval,
+            self._on_snapshot,
+            self.metric,
+            venue="live",
+        )
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="riskmon-engine")
         self.connections = []
         feeds = plan_feeds(cfg.feeds, self.venues, cfg.source or "config")
         budgets = venue_budgets([feed.spec.limits for feed in feeds])  # shared per venue host
@@ -143,9 +188,21 @@ class Daemon:
         self.watchdog = Watchdog(self.router, self._owner, self.resubscribe)
 
     def _on_events(self, venue: str, events: list[FeedEvent], mono: float) -> None:
-        self.router.on_events(venue, events, mono)
+        self.router.on_events(venue, events, mono, self.wall())
         if len(self.buffer):
             self._wake.set()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, serialised with the engine steps: in the engine's worker thread.
+
+        Whatever reads or changes engine, rule or clock state while the daemon runs goes
+        through here (checkpoint capture, the positions API, a reload's carry-over). If the
+        caller is cancelled, a call already running still completes (it is bounded).
+        """
+        if not self.offloaded:
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every task until ``stop`` is set, then cancel them all."""
@@ -162,6 +219,8 @@ class Daemon:
             await stop.wait()
             for task in tasks:
                 task.cancel()
+        await self.call(_nothing)  # the step under way when stopped, if any, completes
+        self._deliver()
         log.info("daemon_stop", ticks=self.engine.ticks, alerts=len(self.alerts))
 
     @property
@@ -170,8 +229,9 @@ class Daemon:
         return self.clock.snapshots
 
     def loop_alive(self, mono: float) -> bool:
-        """Whether the engine loop has turned recently (it wakes at least every idle_snapshot)."""
-        return mono - self._heartbeat < max(3.0 * self.config.live.idle_snapshot, 10.0)
+        """Whether the engine loop turned within ``[live] stall_after`` (it turns at least
+        every ``idle_snapshot``, and after every step)."""
+        return mono - self._heartbeat < self.config.live.stall_after
 
     def not_ready(self, mono: float) -> list[str]:
         """Why the daemon is not ready (empty when ready)."""
@@ -181,7 +241,48 @@ class Daemon:
         if self.latest is None or self.latest.market.avg_correlation is None:
             reasons.append("estimators warming up")
         reasons.extend(self.stale_feeds(mono))
+        reasons.extend(self.frozen_figures())
         return reasons
+
+    def clock_drift(self) -> float | None:
+        """Wall clock minus the latest snapshot's event time, seconds (None before one).
+
+        Quiet feeds do not make it grow (idle snapshots advance the event clock with the
+        wall clock); a backlog, an engine that stopped, or a venue clock that lags do.
+        """
+        latest = self.latest
+        return None if latest is None else self.wall() - latest.ts
+
+    def rejecting(self) -> list[str]:
+        """Universe symbols whose last ``[live] rejected_streak`` ticks were all rejected."""
+        streak, limit = self.engine.guard.streak, self.config.live.rejected_streak
+        index = {s: i for i, s in enumerate(self.engine.symbols)}
+        return [s for s in self.config.universe.symbols if streak[index[s]] >= limit]
+
+    def frozen_figures(self) -> list[str]:
+        """Not-ready reasons for figures that no longer follow the market, if any."""
+        reasons = []
+        drift, limit = self.clock_drift(), float(self.config.live.max_clock_drift)
+        if drift is not None and math.isfinite(drift) and abs(drift) > limit:
+            where = "behind" if drift > 0 else "ahead of"
+            reasons.append(
+                f"event clock {abs(drift):.0f} s {where} the wall clock (limit {limit:g} s)"
+            )
+        rejecting = self.rejecting()
+        if rejecting:
+            reasons.append("every recent tick rejected for " + ", ".join(rejecting))
+        return reasons
+
+    def rejected(self) -> dict[tuple[str, str], int]:
+        """Rejected ticks by (venue, reason): the router's and the engine's, every reason
+        named for every configured venue."""
+        counts: dict[tuple[str, str], int] = {
+            (f.venue, r): 0 for f in self.config.feeds for r in REASONS
+        }
+        for source in (dict(self.router.rejected), dict(self.engine.rejected)):
+            for key, count in source.items():
+                counts[key] = counts.get(key, 0) + count
+        return counts
 
     def stale_feeds(self, mono: float) -> list[str]:
         """A not-ready reason naming the universe symbols without a fresh feed, if any."""
@@ -195,7 +296,7 @@ class Daemon:
 
     def publish_now(self) -> None:
         """Take a snapshot at the latest event time now (after a restore) and publish it."""
-        if self.engine.ticks:
+        if self.engine.ticks:  # options are priced with the marks of the last step
             self.latest = self.engine.snapshot(self.engine.last_event_ts)
 
     def capture_state(self) -> Checkpoint:
@@ -230,20 +331,42 @@ class Daemon:
                 except TimeoutError:
                     if self.engine.ticks:
                         now = self.engine.last_event_ts + time.monotonic() - last_tick_mono
-                        self.clock.advance_to(now)
+                        await self._step(self.clock.advance_to, now)
                     continue
             self._wake.clear()
             ticks, oldest = self.buffer.drain_columns()
             if len(ticks):
-                self.clock.feed(_Batch.in_time_order(ticks.ts, ticks.symbol, ticks.price))
+                batch = _Batch.in_time_order(ticks.ts, ticks.symbol, ticks.price, ticks.venue)
+                await self._step(self.clock.feed, batch)
                 last_tick_mono = time.monotonic()
                 if self.on_step is not None and oldest is not None:
                     self.on_step(last_tick_mono - oldest)
             await asyncio.sleep(0)  # let feeds run between batches
 
+    async def _step(self, step: Callable[[Any], None], arg: Any) -> None:
+        """One engine step in the worker thread, then its alert events on the event loop."""
+        self._option_cache = self._option_marks()  # read on the loop, where feeds write them
+        try:
+            await self.call(step, arg)
+        finally:
+            self._deliver()
+
     def _on_snapshot(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
+        """Called by the snapshot clock (in the worker thread when offloaded)."""
         self.latest = snap
-        if events and self.on_alerts is not None:
+        if events:
+            self._pending.append((snap, events))
+            if not self.offloaded:
+                self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand the alert events of the steps so far to the outbox and the listeners."""
+        while self._pending:
+            snap, events = self._pending.popleft()
+            self._announce(snap, events)
+
+    def _announce(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
+        if self.on_alerts is not None:
             self.on_alerts(events, snap)
         for event in events:
             self.alerts.append(event)
@@ -271,6 +394,10 @@ class Daemon:
         self.publish_now()
         log.info("accounts_replaced", accounts=list(self.engine.account_names))
 
+    def _engine_marks(self) -> dict[str, OptionMark]:
+        """What the engine prices options with: the marks read before the current step."""
+        return self._option_cache
+
     def _option_marks(self) -> dict[str, OptionMark]:
         """Mark IV and basis of every option ticker the feeds delivered."""
         marks = {}
@@ -290,3 +417,7 @@ class Daemon:
     async def _watchdog(self) -> None:
         """Detect silent instruments once a second; resubscribe them (with backoff), report."""
         await self.watchdog.run()
+
+
+def _nothing() -> None:
+    """A call that only waits for the calls before it."""

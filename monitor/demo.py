@@ -51,6 +51,7 @@ async def _run(config: Config, duration_s: float, speed: float, out: TextIO, sta
             duration_s=duration_s,
             listeners=(console_alert(out),),
             on_tick=show,
+            wall=sim.sim_time,  # market time runs `speed` times faster than the wall clock
         )
     daemon = service.daemon
     assert daemon is not None

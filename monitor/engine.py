@@ -32,6 +32,7 @@ from monitor.covariance import SECONDS_PER_YEAR
 from monitor.errors import ConfigError
 from monitor.estimators import make_estimator
 from monitor.ewma import EwmaMoments, MomentsTuple
+from monitor.guard import REASONS, TickGuard, Venues
 from monitor.portfolio import PortfolioModel, PortfolioState
 from monitor.snapshot import MarketRisk, RiskSnapshot, frozen_array
 from monitor.volofvol import IvHistory, IvState
@@ -64,26 +65,55 @@ class EngineState:
         price: last price per tracked symbol (NaN before its first tick).
         last_ts: latest accepted event time.
         ticks: accepted ticks.
-        skipped: skipped ticks by reason.
+        rejected: rejected ticks by (venue, reason).
         previous: (time, log prices, covariance per second) of the last computed snapshot.
         ar_moments: fast and slow moments of the absorption ratio.
         portfolio_moments: P&L shape and interval moments by portfolio name.
         iv_history: mark-IV history per option instrument (:class:`~monitor.volofvol.IvHistory`).
+        symbol_ts: per symbol, the latest event time of an accepted tick (the reference of
+            the per-symbol time order); None in checkpoints written before it was kept, which
+            then take each symbol's last time in the estimator.
     """
 
     covariance: Mapping[str, npt.NDArray[Any]]
     price: FloatArray
     last_ts: float
     ticks: int
-    skipped: Mapping[str, int]
+    rejected: Mapping[tuple[str, str], int]
     previous: tuple[float, FloatArray, FloatArray] | None
     ar_moments: tuple[MomentsTuple, MomentsTuple]
     portfolio_moments: Mapping[str, tuple[MomentsTuple, MomentsTuple]]
     iv_history: Mapping[str, IvState] = field(default_factory=dict)
+    symbol_ts: FloatArray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidTicks:
+    """Ticks that passed the stateless checks, as columns: what :meth:`Engine.apply` takes.
+
+    Attributes:
+        idx: symbol indices.
+        ts: event times, finite.
+        price: prices, finite and positive.
+        venues: the venue of every tick (one string for all).
+    """
+
+    idx: IntArray
+    ts: FloatArray
+    price: FloatArray
+    venues: Venues
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def cut(self, start: int, end: int) -> ValidTicks:
+        """The ticks from ``start`` to ``end`` (exclusive)."""
+        venues = self.venues if isinstance(self.venues, str) else self.venues[start:end]
+        return ValidTicks(self.idx[start:end], self.ts[start:end], self.price[start:end], venues)
 
 
 class Engine:
-    """Estimators, snapshot assembly and skip accounting for one configuration.
+    """Tick guard, estimators and snapshot assembly for one configuration.
 
     Args:
         config: validated configuration.
@@ -104,11 +134,13 @@ class Engine:
             compiled=compiled,
         )
         self._min_obs = est.min_observations
-        self._tolerance_s = est.max_out_of_order
+        self.guard = TickGuard(
+            len(self.symbols), est.max_out_of_order, config.filter, compiled=compiled
+        )
+        self._sigma = np.full(len(self.symbols), np.nan)  # per sqrt(s), at the last snapshot
         self._price = np.full(len(self.symbols), np.nan)
         self._last_ts = -math.inf
         self.ticks = 0
-        self.skipped: Counter[str] = Counter()
         self._dirty = True
         self._last: RiskSnapshot | None = None
         self._previous: _Previous | None = None
@@ -173,13 +205,14 @@ class Engine:
             price=frozen_array(self._price),
             last_ts=self._last_ts,
             ticks=self.ticks,
-            skipped=dict(self.skipped),
+            rejected=dict(self.guard.rejected),
             previous=None
             if prev is None
             else (prev.ts, frozen_array(prev.logp), frozen_array(prev.cov_rate)),
             ar_moments=(self._ar_fast.to_tuple(), self._ar_slow.to_tuple()),
             portfolio_moments={m.name: m.export_state() for m in self._portfolios},
             iv_history=self._iv.export_state(),
+            symbol_ts=frozen_array(self.guard.last_ts),
         )
 
     def import_state(self, state: EngineState) -> None:
@@ -194,14 +227,20 @@ class Engine:
         arrays = [state.price] if state.previous is None else [state.price, *state.previous[1:]]
         if [a.shape for a in arrays] != [(n,), (n,), (n, n)][: len(arrays)]:
             raise ValueError(f"engine state arrays do not fit {n} symbols")
+        if state.symbol_ts is not None and state.symbol_ts.shape != (n,):
+            raise ValueError(f"engine state arrays do not fit {n} symbols")
         self._cov.load_state(state.covariance)
         self._price[:] = state.price
         self._last_ts, self.ticks = state.last_ts, state.ticks
-        self.skipped = Counter(state.skipped)
+        symbol_ts = self._cov.last_t if state.symbol_ts is None else state.symbol_ts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.guard.reset(symbol_ts, np.log(self._price))
+        self.guard.rejected = Counter(state.rejected)
         prev = state.previous
         self._previous = (
             None if prev is None else _Previous(prev[0], prev[1].copy(), prev[2].copy())
         )
+        self._sigma = _sigma(self._previous, n)
         self._ar_fast = EwmaMoments.from_tuple(state.ar_moments[0])
         self._ar_slow = EwmaMoments.from_tuple(state.ar_moments[1])
         self._iv.import_state(state.iv_history)
@@ -210,55 +249,86 @@ class Engine:
                 model.import_state(state.portfolio_moments[model.name])
         self._dirty, self._last = True, None
 
-    def on_tick(self, ts: float, symbol: str, price: float) -> bool:
-        """Apply one tick; returns whether it was accepted."""
+    def on_tick(self, ts: float, symbol: str, price: float, venue: str = "replay") -> bool:
+        """Apply one tick; returns whether it was applied now (a suspect is held, not applied)."""
         before = self.ticks
-        self.ingest(np.array([ts]), [symbol], np.array([price]))
+        self.ingest(np.array([ts]), [symbol], np.array([price]), venue)
         return self.ticks > before
 
     def ingest(
-        self, ts: FloatArray, symbols: Sequence[str] | npt.NDArray[np.str_], prices: FloatArray
+        self,
+        ts: FloatArray,
+        symbols: Sequence[str] | npt.NDArray[np.str_],
+        prices: FloatArray,
+        venues: Venues = "replay",
     ) -> int:
-        """Validate and apply a batch of ticks in order; returns how many were accepted.
+        """Check and apply a batch of ticks in order; returns how many were applied.
 
-        Skipped (and counted by reason): unknown symbols, non-finite time or price,
-        non-positive prices, and ticks older than the latest accepted one by more than
-        ``max_out_of_order``. Ticks late within the tolerance are applied at the latest time.
+        :meth:`valid_ticks` then :meth:`apply`: the stateless checks, then the per-symbol time
+        order and the bad-print filter (``monitor.guard``), every rejection counted by venue
+        and reason.
+        """
+        valid = self.valid_ticks(ts, symbols, prices, venues)
+        return self.apply(valid) if len(valid) else 0
 
-        A batch that is all valid and in time order (what the daemon and the replay send)
-        skips the masks: per batch this is a handful of NumPy calls, which the live path pays
-        for every small batch.
+    def valid_ticks(
+        self,
+        ts: FloatArray,
+        symbols: Sequence[str] | npt.NDArray[np.str_],
+        prices: FloatArray,
+        venues: Venues = "replay",
+    ) -> ValidTicks:
+        """The ticks with a tracked symbol, finite time and price and a positive price.
+
+        The others are counted by venue and reason (``unknown_symbol``, ``not_a_number``,
+        ``non_positive``). These checks do not depend on the engine's state, so a caller may
+        run them over a whole batch before cutting it (the snapshot clock does).
         """
         idx = self._indices(symbols)
         ts = np.asarray(ts, dtype=np.float64)
         prices = np.asarray(prices, dtype=np.float64)
-        valid = self._count_invalid(idx, ts, prices)
-        if valid is None and ts[0] >= self._last_ts and bool((ts[1:] >= ts[:-1]).all()):
-            self.skipped["out_of_order"] += 0
-            eff_ts, acc_idx, acc_prices = ts.copy(), idx, prices
-        else:
-            if valid is None:  # all valid, but not in time order
-                valid = np.ones(len(ts), dtype=np.bool_)
-            running = np.maximum.accumulate(
-                np.concatenate(([self._last_ts], np.where(valid, ts, -np.inf)))
-            )
-            late = valid & (ts < running[:-1] - self._tolerance_s)
-            self.skipped["out_of_order"] += int(late.sum())
-            accepted = valid & ~late
-            if not accepted.any():
-                return 0
-            eff_ts, acc_idx, acc_prices = running[1:][accepted], idx[accepted], prices[accepted]
-        self._cov.update_many(acc_idx, eff_ts, np.log(acc_prices))
+        valid = self.guard.validate(idx, ts, prices, venues)
+        if valid is None:
+            return ValidTicks(idx, ts, prices, venues)
+        kept = np.flatnonzero(valid)
+        venue_list = venues if isinstance(venues, str) else [venues[i] for i in kept.tolist()]
+        return ValidTicks(idx[kept], ts[kept], prices[kept], venue_list)
+
+    def apply(self, ticks: ValidTicks) -> int:
+        """Pass valid ticks through the guard and update the estimators with what it admits.
+
+        A tick older than its symbol's last accepted one by more than ``max_out_of_order`` is
+        rejected; later ticks are applied at the running maximum event time, so a tick late
+        against other symbols (a venue whose clock or feed lags) is applied at the latest time
+        rather than refused. Returns how many ticks were applied.
+        """
+        admitted = self.guard.admit(ticks.idx, ticks.ts, ticks.price, ticks.venues, self._sigma)
+        if not len(admitted):
+            return 0
+        eff_ts = np.maximum(np.maximum.accumulate(admitted.ts), self._last_ts)
+        self._cov.update_many(admitted.idx, eff_ts, admitted.logp)
         # the last price of each symbol: ufunc.at applies repeated indices in order, which a
         # fancy-index assignment does not promise
         last = np.full(len(self._price), -1)
-        np.maximum.at(last, acc_idx, np.arange(len(acc_idx)))
+        np.maximum.at(last, admitted.idx, np.arange(len(admitted.idx)))
         seen = np.flatnonzero(last >= 0)
-        self._price[seen] = acc_prices[last[seen]]
+        self._price[seen] = admitted.price[last[seen]]
         self._last_ts = float(eff_ts[-1])
-        self.ticks += len(acc_idx)
+        self.ticks += len(admitted)
         self._dirty = True
-        return len(acc_idx)
+        return len(admitted)
+
+    @property
+    def rejected(self) -> Mapping[tuple[str, str], int]:
+        """Rejected ticks by (venue, reason)."""
+        return self.guard.rejected
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        """Rejected ticks by reason, every reason named (zero when none)."""
+        out = dict.fromkeys(REASONS, 0)
+        for (_, reason), count in self.guard.rejected.items():
+            out[reason] = out.get(reason, 0) + count
+        return out
 
     def _indices(self, symbols: Sequence[str] | npt.NDArray[np.str_]) -> IntArray:
         """Symbol indices, -1 for unknown symbols.
@@ -273,23 +343,6 @@ class Engine:
         except KeyError:
             get = self._index.get
             return np.fromiter((get(s, -1) for s in symbols), dtype=np.int64, count=len(symbols))
-
-    def _count_invalid(self, idx: IntArray, ts: FloatArray, prices: FloatArray) -> BoolArray | None:
-        """Count the ticks skipped as invalid by reason; their mask, or None when all are valid.
-
-        Every reason is counted (possibly zero) on every call, so that the counters name all
-        of them from the first batch on.
-        """
-        known = idx >= 0
-        finite = np.isfinite(ts) & np.isfinite(prices)
-        valid = known & finite & (prices > 0)
-        all_valid = len(valid) > 0 and bool(valid.all())
-        self.skipped["unknown_symbol"] += 0 if all_valid else int((~known).sum())
-        self.skipped["non_finite"] += 0 if all_valid else int((known & ~finite).sum())
-        self.skipped["non_positive_price"] += (
-            0 if all_valid else int((known & finite & (prices <= 0)).sum())
-        )
-        return None if all_valid else valid
 
     def snapshot(self, ts: float) -> RiskSnapshot:
         """The consistent, immutable state at event time ``ts``.
@@ -329,6 +382,7 @@ class Engine:
         accounts = tuple(model.risk(books) for model in self._accounts)
         if advance:
             self._previous = _Previous(ts, logp, cov_rate)
+            self._sigma = _sigma(self._previous, len(self.symbols))
         return RiskSnapshot(
             ts=ts,
             symbols=self.symbols,
@@ -415,8 +469,20 @@ class Engine:
         return turbulence(returns, cov)
 
     def counters(self) -> Mapping[str, int]:
-        """Accepted ticks and skipped ticks by reason."""
-        return {"accepted": self.ticks, **self.skipped}
+        """Accepted ticks and rejected ticks by reason."""
+        return {"accepted": self.ticks, **self.rejected_by_reason()}
+
+
+def _sigma(previous: _Previous | None, n: int) -> FloatArray:
+    """Volatility per square-root second of each symbol at the last snapshot (NaN: not ready).
+
+    The bad-print filter reads it: it changes only at snapshots, so the filter's decisions do
+    not depend on how the ticks between two snapshots were cut into batches.
+    """
+    if previous is None:
+        return np.full(n, np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.diag(previous.cov_rate))
 
 
 def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -48,6 +48,7 @@ class TickColumns:
     ts: npt.NDArray[np.float64]
     symbol: list[str]
     price: npt.NDArray[np.float64]
+    venue: list[str]
 
 
 def apply_in_stream_order(clock: SnapshotClock, messages: Iterable[BusMessage]) -> None:
@@ -78,12 +79,17 @@ def _feed(clock: SnapshotClock, run: list[BusTick]) -> None:
     if run:
         ts = np.fromiter((t.ts for t in run), dtype=np.float64, count=len(run))
         price = np.fromiter((t.price for t in run), dtype=np.float64, count=len(run))
-        clock.feed(TickColumns(ts, [t.symbol for t in run], price))
+        clock.feed(TickColumns(ts, [t.symbol for t in run], price, [t.venue for t in run]))
 
 
 @dataclass(slots=True)
 class EngineDaemon(Daemon):
     """The engine, rules and alerts of a daemon, fed from the tick stream.
+
+    Its engine steps run on the event loop, in the subscriber's rounds (``offloaded`` is
+    False): each round is bounded (``[bus] fetch_batch`` per consumer, and the snapshot
+    clock's catch-up), and the checkpoint's stream cursor must be read in the same
+    synchronous step as the engine state.
 
     Args:
         worker: this worker's name: its durable consumers are named after it, so two
@@ -98,6 +104,7 @@ class EngineDaemon(Daemon):
     _cursor: BusCursor | None = field(default=None, init=False)
     _last_batch: float = field(default_factory=time.monotonic, init=False)
     _marks: dict[str, OptionMark] = field(default_factory=dict, init=False)
+    offloaded: ClassVar[bool] = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume the bus until ``stop`` is set."""
@@ -135,6 +142,10 @@ class EngineDaemon(Daemon):
     def _option_marks(self) -> dict[str, OptionMark]:
         """The option marks the feeds role sent (the worker has no feeds of its own)."""
         return dict(self._marks)
+
+    def _engine_marks(self) -> dict[str, OptionMark]:
+        """Steps run on the event loop here, where the marks arrive: read them directly."""
+        return self._option_marks()
 
     def _on_batch(self, messages: list[BusMessage]) -> None:
         if not messages:

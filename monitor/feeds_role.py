@@ -43,7 +43,7 @@ class FeedsDaemon(Daemon):
 
     def _on_events(self, venue: str, events: list[FeedEvent], mono: float) -> None:
         # The router only buffers ticks of the frame's venue: hand them over at once.
-        self.router.on_events(venue, events, mono)
+        self.router.on_events(venue, events, mono, self.wall())
         if len(self.buffer):
             ticks, _ = self.buffer.drain()
             for tick in ticks:

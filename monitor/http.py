@@ -1,5 +1,9 @@
 """The HTTP endpoint on the asyncio loop: /metrics, /healthz, /readyz and the JSON API.
 
+No handler waits on the engine's computation: they read the latest immutable snapshot and a
+few counters, and a change of positions is queued between two engine steps. /healthz is 503
+once the engine loop has not turned for ``[live] stall_after``; /readyz lists every reason.
+
 /healthz and /readyz answer without authentication (probes carry no secrets); /metrics and
 /api/v1/* require the configured bearer token or basic credentials. ``POST`` and ``DELETE
 /api/v1/positions`` are refused (403) unless authentication is configured. Secrets are read once at
@@ -143,12 +147,12 @@ def _finite_json(value: Any) -> Any:
 
 
 class PositionsApi(Protocol):
-    """What ``/api/v1/positions`` changes (the service: swap, then persist)."""
+    """What ``/api/v1/positions`` changes (the service: swap between engine steps, persist)."""
 
-    def replace(self, accounts: tuple[AccountConfig, ...]) -> None:
+    async def replace(self, accounts: tuple[AccountConfig, ...]) -> None:
         """Swap in ``accounts`` at once; raises ConfigError and changes nothing if invalid."""
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """Drop posted accounts and return to the config's."""
 
 
@@ -220,9 +224,9 @@ def build_app(
             return web.json_response({"error": "starting"}, status=503)
         try:
             if request.method == "DELETE":
-                positions.reset()
+                await positions.reset()
             else:
-                positions.replace(decode_positions(await request.read()))
+                await positions.replace(decode_positions(await request.read()))
         except ConfigError as exc:
             return web.json_response({"error": str(exc)}, status=422)
         names = list(current.engine.account_names)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -26,9 +27,13 @@ async def run_service(
     duration_s: float | None = None,
     listeners: tuple[AlertListener, ...] = (),
     on_tick: Callable[[Daemon], None] | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> Service:
-    """Run the service until SIGTERM/SIGINT (or ``duration_s``); returns it stopped."""
-    service = Service(config, config_path=config_path, listeners=listeners)
+    """Run the service until SIGTERM/SIGINT (or ``duration_s``); returns it stopped.
+
+    ``wall``: the clock venue times are checked against (the demo's simulator runs faster).
+    """
+    service = Service(config, config_path=config_path, listeners=listeners, wall=wall)
     async with asyncio.TaskGroup() as group:
         task = group.create_task(service.run(duration_s))
         if on_tick is not None:

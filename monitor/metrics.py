@@ -91,7 +91,9 @@ class RiskCollector(Collector):
         up = _gauge("up", "1 while the engine loop runs.")
         up.add_metric([], 1.0 if daemon.loop_alive(self._clock()) else 0.0)
         yield up
-        ready = _gauge("ready", "1 when ready: config loaded, feeds fresh, estimators warm.")
+        ready = _gauge(
+            "ready", "1 when ready: feeds fresh, estimators warm, figures following the market."
+        )
         ready.add_metric([], 1.0 if not daemon.not_ready(self._clock()) else 0.0)
         yield ready
         snap = daemon.latest
@@ -343,14 +345,38 @@ def _account_greeks(snap: RiskSnapshot) -> Iterator[Metric]:
 def _engine(daemon: Daemon) -> Iterator[Metric]:
     snapshots = _counter("snapshots", "Snapshots taken.")
     snapshots.add_metric([], daemon.snapshots)
-    skipped = _counter("ticks_skipped", "Ticks the engine refused.", ["reason"])
-    for reason, count in sorted(daemon.engine.skipped.items()):
-        skipped.add_metric([reason], count)
+    gaps = _counter("snapshots_skipped", "Snapshot boundaries skipped inside gaps in event time.")
+    gaps.add_metric([], daemon.clock.skipped)
+    rejected = _counter(
+        "ticks_rejected", "Ticks rejected (clock_skew: re-stamped).", ["venue", "reason"]
+    )
+    for (venue, reason), count in sorted(daemon.rejected().items()):
+        rejected.add_metric([venue, reason], count)
+    held = _gauge("ticks_held", "Suspect ticks held by the bad-print filter.")
+    held.add_metric([], daemon.engine.guard.held)
     buffered = _gauge("tick_buffer_ticks", "Ticks waiting for the engine.")
     buffered.add_metric([], len(daemon.buffer))
     dropped = _counter("tick_buffer_dropped", "Ticks dropped by the full buffer.")
     dropped.add_metric([], daemon.buffer.dropped)
-    yield from (snapshots, skipped, buffered, dropped)
+    yield from (snapshots, gaps, rejected, held, buffered, dropped)
+    yield from _frozen(daemon)
+
+
+def _frozen(daemon: Daemon) -> Iterator[Metric]:
+    """What /readyz checks for figures that stopped following the market."""
+    drift = _gauge(
+        "event_clock_drift_seconds", "Wall clock minus the latest snapshot's event time."
+    )
+    value = daemon.clock_drift()
+    if value is not None and math.isfinite(value):
+        drift.add_metric([], value)
+    streak = _gauge(
+        "ticks_rejected_streak", "Ticks rejected since the last accepted one.", ["symbol"]
+    )
+    counts = daemon.engine.guard.streak
+    for i, symbol in enumerate(daemon.engine.symbols):
+        streak.add_metric([symbol], float(counts[i]))
+    yield from (drift, streak)
 
 
 def _feeds(daemon: Daemon, mono: float, wall: float) -> Iterator[Metric]:

@@ -1,6 +1,8 @@
 """The long-running service around the daemon: HTTP, signals, checkpoints, reloads, systemd.
 
-- SIGTERM / SIGINT: stop feeds, flush, write a checkpoint, exit within 10 s.
+- SIGTERM / SIGINT: stop feeds, flush, write a checkpoint, exit within 10 s. Signals and HTTP are
+  served by the event loop, which never runs the engine's computation (see monitor.daemon), so
+  they are answered in every state; the shutdown waits for at most the engine step under way.
 - SIGHUP: reload the config file. A valid one replaces the daemon atomically (the HTTP server
   keeps serving and switches over in one reference swap), carrying the state of the symbols,
   pairs and rule instances the two configs share; an invalid one is logged, counted in
@@ -69,6 +71,8 @@ class Service:
         config_path: file to re-read on SIGHUP (None: reloads are refused).
         listeners: receive every alert event.
         notifier: systemd notifications (inert without NOTIFY_SOCKET).
+        wall: the wall clock daemons check venue times and the event clock against (the demo
+            passes the simulator's faster clock).
     """
 
     config: Config
@@ -78,6 +82,7 @@ class Service:
     daemon_factory: Callable[..., Daemon] = Daemon
     collectors: Sequence[Collector] = ()
     stats: ServiceStats = field(default_factory=ServiceStats)
+    wall: Callable[[], float] = time.time
     daemon: Daemon | None = field(default=None, init=False)
     dispatcher: Dispatcher | None = field(default=None, init=False)
     port: int | None = field(default=None, init=False)
@@ -160,7 +165,7 @@ class Service:
                 daemon_stop.set()
             if replacement is not None:
                 self.daemon = replacement
-        self._write_checkpoint(self.daemon)
+        await self._write_checkpoint(self.daemon)
         log.info("service_stopped", ticks=self.daemon.engine.ticks)
 
     async def _until_stop_or_valid_reload(self, observe: Callable[[float], None]) -> Daemon | None:
@@ -169,7 +174,7 @@ class Service:
             if await self._wait_stop_or_reload() == "stop":
                 self.notifier.stopping()
                 return None
-            replacement = self._reloaded(observe)
+            replacement = await self._reloaded(observe)
             if replacement is not None:
                 return replacement
             self.notifier.ready()  # the old config keeps running
@@ -189,7 +194,11 @@ class Service:
 
     def _new_daemon(self, config: Config, observe: Callable[[float], None]) -> Daemon:
         daemon = self.daemon_factory(
-            config, listeners=self.listeners, on_step=observe, on_alerts=self._notify
+            config,
+            listeners=self.listeners,
+            on_step=observe,
+            on_alerts=self._notify,
+            wall=self.wall,
         )
         path = Path(config.state.dir) / POSITIONS_FILE
         try:
@@ -207,25 +216,29 @@ class Service:
         """Where accounts posted through the API are kept."""
         return Path(self.config.state.dir) / POSITIONS_FILE
 
-    def replace(self, accounts: tuple[AccountConfig, ...]) -> None:
+    async def replace(self, accounts: tuple[AccountConfig, ...]) -> None:
         """``POST /api/v1/positions``: swap the accounts, then keep them for restarts.
+
+        The swap runs between two engine steps (:meth:`Daemon.call`).
 
         Raises:
             ConfigError: invalid accounts, or the file could not be written; nothing changes.
         """
-        assert self.daemon is not None
-        previous = self.daemon.engine.accounts
-        self.daemon.replace_accounts(accounts)
+        daemon = self.daemon
+        assert daemon is not None
+        previous = daemon.engine.accounts
+        await daemon.call(daemon.replace_accounts, accounts)
         try:
             save_positions(self.positions_path, accounts)
         except OSError as exc:
-            self.daemon.replace_accounts(previous)
+            await daemon.call(daemon.replace_accounts, previous)
             raise ConfigError(f"{self.positions_path}: cannot write it ({exc})") from None
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """``DELETE /api/v1/positions``: back to the config's accounts."""
-        assert self.daemon is not None
-        self.daemon.replace_accounts(self.config.accounts)
+        daemon = self.daemon
+        assert daemon is not None
+        await daemon.call(daemon.replace_accounts, self.config.accounts)
         clear_positions(self.positions_path)
 
     def _notify(self, events: list[AlertEvent], snap: RiskSnapshot) -> None:
@@ -236,10 +249,11 @@ class Service:
         url = self.config.server.dashboard_url
         self.dispatcher.submit([notify.build(e, rules, snap, url) for e in events])
 
-    def _reloaded(self, observe: Callable[[float], None]) -> Daemon | None:
+    async def _reloaded(self, observe: Callable[[float], None]) -> Daemon | None:
         """The daemon for the re-read config, or None (logged) when it is invalid."""
         self.notifier.reloading()
-        assert self.daemon is not None
+        current = self.daemon
+        assert current is not None
         try:
             if self.config_path is None:
                 raise RiskmonError("no config file to reload")
@@ -250,7 +264,9 @@ class Service:
             self.stats.last_reload_ok = False
             log.error("config_reload_rejected", error=str(exc))
             return None
-        report = fresh.carry_state(self.daemon.capture_state()) if fresh.stateful else None
+        report = None
+        if fresh.stateful:  # the new daemon does not run yet: only the old one's state is read
+            report = fresh.carry_state(await current.call(current.capture_state))
         self._retire_orphans(fresh)
         self.config = config
         self.stats.reloads_ok += 1
@@ -314,12 +330,14 @@ class Service:
         )
         log.warning("alerts_retired", alerts=len(gone), rules=sorted({r.rule for r in gone}))
 
-    def _write_checkpoint(self, daemon: Daemon) -> None:
+    async def _write_checkpoint(self, daemon: Daemon) -> None:
+        """Capture between two engine steps, then write the file off the event loop."""
         if not daemon.stateful:
             return
         try:
+            checkpoint = await daemon.call(daemon.capture_state)
             self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            write_checkpoint(self.checkpoint_path, daemon.capture_state())
+            await asyncio.to_thread(write_checkpoint, self.checkpoint_path, checkpoint)
         except (OSError, RiskmonError) as exc:
             self.stats.checkpoint_failures += 1
             log.error("checkpoint_failed", path=str(self.checkpoint_path), error=str(exc))
@@ -333,7 +351,7 @@ class Service:
                 async with asyncio.timeout(interval):
                     await stop.wait()
             if not stop.is_set() and self.daemon is not None:
-                self._write_checkpoint(self.daemon)
+                await self._write_checkpoint(self.daemon)
 
     async def _watchdog(self, stop: asyncio.Event) -> None:
         interval = self.notifier.watchdog_interval_s

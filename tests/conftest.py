@@ -1,14 +1,27 @@
-"""Shared fixtures: configs written to tmp_path, and the location of ../shared data."""
+"""Shared fixtures: configs written to tmp_path, and the location of ../shared data.
+
+Tests write nothing into the checkout: files go to ``tmp_path``, and Hypothesis keeps no
+example database (it would be ``.hypothesis/`` in the working directory).
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from monitor.config import Config, load_config
+
+settings.register_profile("riskmon", database=None)
+settings.load_profile("riskmon")
+# Hypothesis' caches (constants, unicode data) go under the system's temporary directory.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"riskmon-hypothesis-{os.getuid()}")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

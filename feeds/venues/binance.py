@@ -165,7 +165,8 @@ class BinanceParser:
     Trades (``trade``, ``aggTrade``) give TRADE at the trade time ``T``; ``bookTicker`` gives MID
     at ``T`` (futures) or the receive time (spot frames carry no time); ``markPriceUpdate`` gives
     MARK and INDEX at the event time ``E`` (its ``T`` is the next funding time). Depth, kline and
-    unknown events give ``[]``. A non-positive price (an empty book side) counts as absent.
+    unknown events give ``[]``. A non-positive bid or ask (an empty book side) counts as absent;
+    non-positive trade, mark and index prices are handed on (the router counts and drops them).
 
     Trade frames, the bulk of a trade feed, are first decoded straight into a msgspec struct
     (no dict, no per-field checks in Python); anything else, malformed frames included, takes
@@ -205,8 +206,6 @@ class BinanceParser:
             return None
         if not (data.s and math.isfinite(price)):
             return None
-        if price <= 0.0:
-            return []
         return [Quote(self._venue, data.s, PriceKind.TRADE, price, ts, recv_ts)]
 
     def _parse_message(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
@@ -251,10 +250,8 @@ class BinanceParser:
 
     def _trade(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
         self._try_fast = self._fast_trades
-        symbol, price = _READ.text(data, "s"), _READ.price(data, "p")
+        symbol, price = _READ.text(data, "s"), _READ.traded_price(data, "p")
         ts = _READ.ms(data, "T")
-        if price is None:
-            return []
         return [Quote(self._venue, symbol, PriceKind.TRADE, price, ts, recv_ts)]
 
     def _book_ticker(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
@@ -270,11 +267,10 @@ class BinanceParser:
     def _mark_price(self, data: dict[str, Any], recv_ts: float) -> list[FeedEvent]:
         self._try_fast = False  # a mark-price connection: trades are not expected
         symbol, ts = _READ.text(data, "s"), _READ.ms(data, "E")
-        mark, index = _READ.price(data, "p"), _READ.price(data, "i")
+        mark, index = _READ.traded_price(data, "p"), _READ.traded_price(data, "i")
         return [
             Quote(self._venue, symbol, kind, price, ts, recv_ts)
             for kind, price in ((PriceKind.MARK, mark), (PriceKind.INDEX, index))
-            if price is not None
         ]
 
 

@@ -111,10 +111,9 @@ class BybitParser:
         for trade in trades:
             if not isinstance(trade, dict):
                 raise FeedParseError(f"bybit: trade is not an object: {trade!r:.80}")
-            symbol, price = _READ.text(trade, "s"), _READ.price(trade, "p")
+            symbol, price = _READ.text(trade, "s"), _READ.traded_price(trade, "p")
             ts = _READ.ms(trade, "T")
-            if price is not None:
-                quotes.append(Quote(self._venue, symbol, PriceKind.TRADE, price, ts, recv_ts))
+            quotes.append(Quote(self._venue, symbol, PriceKind.TRADE, price, ts, recv_ts))
         return quotes
 
     def _ticker(self, message: dict[str, Any], recv_ts: float) -> list[FeedEvent]:

@@ -111,7 +111,8 @@ class CoinbaseParser:
     def parse(self, raw: str | bytes, recv_ts: float) -> list[FeedEvent]:
         """Parse one frame; see :class:`feeds.venue.Parser`.
 
-        Quotes are emitted only for positive prices; trades come out in event-time order. A
+        Mids need a positive bid and ask; trades are handed on whatever their price (the
+        router counts and drops non-positive ones) and come out in event-time order. A
         sequence jump puts ``Status(GAP, "expected N got M")`` before the frame's events. A frame
         that fails to parse does not advance the sequence, so the next frame reports it as a gap.
 
@@ -158,9 +159,9 @@ class CoinbaseParser:
         for event in _TRADES_EVENTS.decode(envelope.events):
             replay = event.kind == _SNAPSHOT
             for trade in event.trades:
-                price = _price(trade.price, "price")
-                if price is None:
-                    continue
+                if not trade.price:
+                    continue  # an empty price: no trade to report
+                price = _READ.to_number(trade.price, "price")  # non-positive: counted later
                 ts = parse_rfc3339(trade.time) if trade.time else _frame_ts(envelope, recv_ts)
                 kind, product = PriceKind.TRADE, trade.product_id
                 quotes.append(Quote(VENUE, product, kind, price, ts, recv_ts, replay))

@@ -204,10 +204,8 @@ def _ticker(params: _SubscriptionParams, recv_ts: float) -> list[FeedEvent]:
         (PriceKind.MID, mid_price(data.best_bid_price, data.best_ask_price)),
         (PriceKind.TRADE, data.last_price),
     )
-    out: list[FeedEvent] = [
-        Quote(VENUE, name, kind, price, ts, recv_ts)
-        for kind, price in prices
-        if price is not None and price > 0.0
+    out: list[FeedEvent] = [  # non-positive marks and trades too: the router counts them
+        Quote(VENUE, name, kind, price, ts, recv_ts) for kind, price in prices if price is not None
     ]
     out.append(_option_quote(data, name, ts, recv_ts))
     return out

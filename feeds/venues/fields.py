@@ -88,6 +88,14 @@ class FieldReader:
         """A required price field; None when empty or non-positive."""
         return self.to_price(data.get(key), key)
 
+    def traded_price(self, data: Mapping[str, Any], key: str) -> float:
+        """A required trade (or mark) price as sent, zero and negative values included.
+
+        Unlike a book side, a trade has no "empty" price: a non-positive one is a bad value,
+        handed on so that the router counts it (``non_positive``) instead of it vanishing.
+        """
+        return self.to_number(data.get(key), key)
+
     def ms(self, data: Mapping[str, Any], key: str) -> float:
         """A required millisecond timestamp, as Unix seconds."""
         return self.to_number(data.get(key), key) / 1000.0

@@ -97,7 +97,8 @@ class KrakenParser:
 
         Trade quotes carry the trade's ``timestamp``; ticker (mid) quotes carry the ticker's
         ``timestamp`` when the server sends one, else ``recv_ts``. Quotes are emitted only for
-        positive prices, and marked ``snapshot`` when the frame is one.
+        positive mid prices, but trades whatever their price (the router counts and drops
+        non-positive ones); quotes are marked ``snapshot`` when the frame is one.
 
         Raises:
             FeedParseError: the frame is malformed, or is a v1 (JSON array) frame.
@@ -148,9 +149,7 @@ class KrakenParser:
 
 def _trades(trades: list[_Trade], recv_ts: float, replay: bool) -> list[FeedEvent]:
     quotes: list[Quote] = []
-    for trade in trades:
-        if trade.price <= 0.0:
-            continue
+    for trade in trades:  # non-positive prices are handed on: the router counts them
         ts = parse_rfc3339_or(trade.timestamp, recv_ts)
         kind, price = PriceKind.TRADE, trade.price
         quotes.append(Quote(VENUE, trade.symbol, kind, price, ts, recv_ts, replay))

@@ -117,9 +117,9 @@ class OkxParser:
         return [Quote(self._venue, inst, PriceKind.MID, (bid + ask) / 2.0, ts, recv_ts)]
 
     def _trade(self, item: dict[str, Any], recv_ts: float) -> Quote:
-        price = _price(item, "px")
-        if price is None:
+        if "px" not in item:
             raise FeedParseError(f"okx: trade without a price: {item!r:.80}")
+        price = _READ.traded_price(item, "px")  # non-positive: handed on, counted by the router
         inst, ts = _READ.text(item, "instId"), _READ.ms(item, "ts")
         return Quote(self._venue, inst, PriceKind.TRADE, price, ts, recv_ts)
 

@@ -68,7 +68,7 @@ async def test_the_feed_mark_iv_prices_the_options(tmp_path: Path) -> None:
         path = tmp_path / "options.toml"
         path.write_text(textwrap.dedent(CONFIG).replace("OPTION", option))
         urls = {"binance": sim.binance_url, "deribit": sim.deribit_url}
-        daemon = Daemon(with_urls(load_config(path, environ={}), urls))
+        daemon = Daemon(with_urls(load_config(path, environ={}), urls), wall=sim.sim_time)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
         try:

@@ -96,7 +96,7 @@ class Running:
 @pytest.fixture
 async def running(sim: ExchangeSimulator, tmp_path: Path) -> AsyncIterator[Running]:
     urls = {"binance": sim.binance_url, "coinbase": sim.coinbase_url}
-    run = Running(Daemon(with_urls(_config(tmp_path), urls)))
+    run = Running(Daemon(with_urls(_config(tmp_path), urls), wall=sim.sim_time))
     run.task = asyncio.create_task(run.daemon.run(run.stop))
     yield run
     run.stop.set()
@@ -205,7 +205,7 @@ async def test_a_stalled_engine_keeps_memory_bounded(
 ) -> None:
     """With the engine not draining at all, the tick buffer stays at its bound and counts drops."""
     urls = {"binance": sim.binance_url, "coinbase": sim.coinbase_url}
-    daemon = Daemon(with_urls(_config(tmp_path, queue=200), urls))
+    daemon = Daemon(with_urls(_config(tmp_path, queue=200), urls), wall=sim.sim_time)
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(c.run()) for c in daemon.connections]
         await eventually(lambda: daemon.buffer.dropped > 1000, "drops at the bound")

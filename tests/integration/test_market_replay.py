@@ -18,16 +18,39 @@ from monitor.cli import main
 from tests.conftest import REPO, require_market_file
 
 
-@pytest.fixture(scope="module")
-def replay_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def _replay(config: Path, out: Path) -> tuple[Path, str]:
     market = require_market_file()
-    out = tmp_path_factory.mktemp("replay") / "out"
-    config = REPO / "config" / "example-replay.toml"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = main(["replay", str(market), "--config", str(config), "--out", str(out)])
     assert code == 0
     return out, buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def replay_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The shipped replay config: the bad-print filter on (its default)."""
+    out = tmp_path_factory.mktemp("replay") / "out"
+    return _replay(REPO / "config" / "example-replay.toml", out)
+
+
+def test_the_bad_print_filter_changes_no_alert_of_the_crash(
+    replay_out: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The same replay with ``[filter] k = 0``: the same alert events and snapshot count.
+
+    The filter sees the 3 Feb crash (ETH -33%, XRP -40% intraday) as the real move it is.
+    """
+    config = tmp_path / "filter-off.toml"
+    text = (REPO / "config" / "example-replay.toml").read_text()
+    config.write_text(text + "\n[filter]\nk = 0\n")
+    off, off_summary = _replay(config, tmp_path / "out")
+    on, on_summary = replay_out
+    assert (on / "alerts.jsonl").read_text() == (off / "alerts.jsonl").read_text()
+    assert (on / "alerts.jsonl").read_text().count("firing") > 0
+    snapshots = [line for line in on_summary.splitlines() if line.startswith("snapshots")]
+    assert snapshots == [line for line in off_summary.splitlines() if line.startswith("snapshots")]
+    assert "outlier" not in on_summary
 
 
 def test_summary_reports_every_row_and_the_throughput(replay_out: tuple[Path, str]) -> None:

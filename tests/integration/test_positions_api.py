@@ -94,7 +94,7 @@ async def test_positions_are_replaced_atomically_and_survive_a_restart(
     sim: ExchangeSimulator, tmp_path: Path, token: str
 ) -> None:
     path = _config(tmp_path, sim, AUTH)
-    service = Service(load_config(path, environ={}))
+    service = Service(load_config(path, environ={}), wall=sim.sim_time)
     task = await _start(service)
     url = f"http://127.0.0.1:{service.port}/api/v1/positions"
     assert service.daemon is not None
@@ -130,7 +130,7 @@ async def test_positions_are_replaced_atomically_and_survive_a_restart(
     assert json.loads(saved.read_text())["accounts"][0]["name"] == "book"
     await _stop(service, task)
 
-    restarted = Service(load_config(path, environ={}))
+    restarted = Service(load_config(path, environ={}), wall=sim.sim_time)
     task = await _start(restarted)
     url = f"http://127.0.0.1:{restarted.port}/api/v1/positions"
     assert restarted.daemon is not None
@@ -146,7 +146,7 @@ async def test_positions_are_replaced_atomically_and_survive_a_restart(
 async def test_changing_positions_needs_auth_configured(
     sim: ExchangeSimulator, tmp_path: Path
 ) -> None:
-    service = Service(load_config(_config(tmp_path, sim, ""), environ={}))
+    service = Service(load_config(_config(tmp_path, sim, ""), environ={}), wall=sim.sim_time)
     task = await _start(service)
     url = f"http://127.0.0.1:{service.port}/api/v1/positions"
     status, body = await _call("POST", url, NEW_BOOK, token=None)

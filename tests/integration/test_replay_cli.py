@@ -125,6 +125,43 @@ def test_replay_writes_snapshots_and_alerts(
     }
 
 
+def test_replay_without_alerts_writes_an_empty_alerts_file(
+    tick_files: list[Path], config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No rule fires: exit 0, an empty alerts.jsonl beside snapshots.parquet, "none" said."""
+    quiet = config_file.read_text().replace("threshold = 0.7", "threshold = 0.9999")
+    config_file.write_text(quiet.replace("resolve_threshold = 0.5", "resolve_threshold = 0.99"))
+    out = tmp_path / "out"
+    args = ["replay", *map(str, tick_files), "--config", str(config_file), "--out", str(out)]
+    assert main(args) == 0
+    assert (out / "alerts.jsonl").read_text() == ""
+    assert pl.read_parquet(out / "snapshots.parquet").height > 0
+    assert "alert events     none" in capsys.readouterr().out
+
+
+def test_replay_counts_bad_rows_and_a_year_2100_row_costs_bounded_snapshots(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1000x print, a negative price and a row stamped 2100 in a file: the replay ends,
+    counts each, and emits a bounded number of snapshots across the 75-year gap."""
+    ts = [1_700_000_000.0 + 10.0 * i for i in range(400)]
+    prices = [100.0 * (1 + 0.001 * ((i * 7) % 5 - 2)) for i in range(400)]
+    prices[200] = prices[199] * 1000.0  # a bad print, never confirmed
+    prices[300] = -1.0
+    ts.append(4_102_444_800.0)  # year 2100
+    prices.append(prices[-1])
+    data = tmp_path / "ticks.csv"
+    pl.DataFrame({"ts": ts, "symbol": ["AAAUSDT"] * len(ts), "price": prices}).write_csv(data)
+    out = tmp_path / "out"
+    assert main(["replay", str(data), "--config", str(config_file), "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "outlier 1" in summary
+    assert "non_positive 1" in summary
+    snaps = pl.read_parquet(out / "snapshots.parquet")
+    assert snaps.height < 400 * 10 / 30 + 1000 + 2
+    assert "boundaries skipped in gaps" in summary
+
+
 def test_missing_column_fails_with_exit_2_and_writes_nothing(
     config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -196,6 +233,12 @@ def test_run_keeps_retrying_an_unreachable_venue_and_stops_on_time(
             venue = "binance"
             symbols = ["AAAUSDT"]
             url = "ws://127.0.0.1:{port}"
+
+            [server]
+            listen = "127.0.0.1:0"
+
+            [state]
+            dir = "{tmp_path / "state"}"
             """
         )
     )

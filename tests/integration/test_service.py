@@ -132,7 +132,7 @@ async def test_endpoints_serve_metrics_health_readiness_and_json(
 ) -> None:
     """/metrics, /healthz, /readyz, /api/v1/snapshot and /api/v1/correlation on loopback."""
     config = load_config(_write_config(tmp_path, sim.binance_url), environ={})
-    service = Service(config)
+    service = Service(config, wall=sim.sim_time)
     task = await _start(service)
     base = f"http://127.0.0.1:{service.port}"
     status, _ = await _get(base + "/healthz")
@@ -184,7 +184,7 @@ async def test_metric_names_and_labels_follow_the_conventions(
 ) -> None:
     """riskmon_ prefix, _total counters, base units, bounded label names, watch-list pairs only."""
     config = load_config(_write_config(tmp_path, sim.binance_url), environ={})
-    service = Service(config)
+    service = Service(config, wall=sim.sim_time)
     task = await _start(service)
     await eventually(
         lambda: (
@@ -227,7 +227,7 @@ async def test_bearer_auth_protects_metrics_and_api_but_not_probes(
     path = _write_config(tmp_path, sim.binance_url, auth=auth)
     os.environ["RISKMON_TEST_TOKEN"] = SECRET
     try:
-        service = Service(load_config(path, environ={}))
+        service = Service(load_config(path, environ={}), wall=sim.sim_time)
         task = await _start(service)
         base = f"http://127.0.0.1:{service.port}"
         assert (await _get(base + "/metrics"))[0] == 401
@@ -460,7 +460,8 @@ async def test_tls_serves_https_with_the_configured_certificate(
     async with asyncio.timeout(60):
         assert await make_cert.wait() == 0
     tls = f'tls_cert = "{cert}"\ntls_key = "{key}"'
-    service = Service(load_config(_write_config(tmp_path, sim.binance_url, auth=tls), environ={}))
+    config = load_config(_write_config(tmp_path, sim.binance_url, auth=tls), environ={})
+    service = Service(config, wall=sim.sim_time)
     task = await _start(service)
     context = ssl.create_default_context(cafile=str(cert))
     async with aiohttp.ClientSession() as session:

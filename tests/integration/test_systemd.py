@@ -51,7 +51,7 @@ async def test_service_notifies_ready_watchdog_and_stopping(tmp_path: Path) -> N
         received: list[str] = []
         async with ExchangeSimulator(speed=60.0, seed=5) as sim:
             config = load_config(_write_config(tmp_path, sim.binance_url), environ={})
-            service = Service(config, notifier=notifier)
+            service = Service(config, notifier=notifier, wall=sim.sim_time)
             task = asyncio.create_task(service.run())
 
             def seen(message: str) -> bool:

@@ -282,7 +282,7 @@ def test_apply_in_stream_order_does_not_depend_on_batching_or_a_restore(
     messages = _stream()
     whole = _worker(config)
     apply_in_stream_order(whole.clock, messages)
-    assert whole.engine.skipped["out_of_order"] > 0  # the stream has late ticks
+    assert whole.engine.rejected_by_reason()["out_of_order"] > 0  # the stream has late ticks
     rng = np.random.default_rng(1)
     cuts = sorted({0, len(messages), *rng.integers(0, len(messages), 40).tolist()})
     first = _worker(config)
@@ -296,7 +296,7 @@ def test_apply_in_stream_order_does_not_depend_on_batching_or_a_restore(
         apply_in_stream_order(first.clock, messages[start:end])
     a, b = whole.engine.export_state(), first.engine.export_state()
     assert a.ticks == b.ticks
-    assert dict(a.skipped) == dict(b.skipped)
+    assert dict(a.rejected) == dict(b.rejected)
     for name in a.covariance:
         np.testing.assert_array_equal(a.covariance[name], b.covariance[name])
     assert whole.latest is not None

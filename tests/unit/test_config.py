@@ -172,6 +172,36 @@ def test_slow_halflife_must_exceed_halflife(tmp_path: Path) -> None:
     assert '[estimator] slow_halflife: expected a duration longer than halflife ("2d")' in message
 
 
+def test_stall_after_must_exceed_idle_snapshot(tmp_path: Path) -> None:
+    """The engine loop may wait idle_snapshot between turns: that is no stall."""
+    message = error(tmp_path, UNIVERSE + '[live]\nidle_snapshot = "20s"\n')
+    assert '[live] stall_after: expected a duration longer than idle_snapshot ("20s")' in message
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("k = -1", "[filter] k: expected a number >= 0.0, got -1"),
+        ("min_jump = 0", "[filter] min_jump: expected a number > 0.0, got 0"),
+        ("confirmations = 0", "[filter] confirmations: expected an integer >= 1, got 0"),
+        ("max_hold = 5", '[filter] max_hold: expected a duration like "30s"'),
+    ],
+)
+def test_bad_filter_values(tmp_path: Path, snippet: str, expected: str) -> None:
+    """The bad-print filter's keys are checked like every other section's."""
+    assert expected in error(tmp_path, UNIVERSE + f"[filter]\n{snippet}\n")
+
+
+def test_the_filter_and_the_clock_checks_have_defaults(tmp_path: Path) -> None:
+    """On by default; ``k = 0`` turns the filter off (the only way to)."""
+    config = load(tmp_path, UNIVERSE + "[filter]\nk = 0\n")
+    assert config.filter.k == 0.0
+    assert config.filter.min_jump == 0.2
+    assert load(tmp_path, UNIVERSE).filter.k == 10.0
+    assert config.live.max_clock_skew == 2.0
+    assert config.live.stall_after == 15.0
+
+
 # --- defaults and derived values -------------------------------------------------------------
 
 

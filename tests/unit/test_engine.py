@@ -42,18 +42,31 @@ def test_figures_are_null_until_min_observations(make_config: Callable[..., Conf
 
 
 def test_bad_ticks_are_counted_and_skipped(make_config: Callable[..., Config]) -> None:
-    """Non-positive, NaN, unknown and late-beyond-tolerance ticks never reach the estimator."""
+    """Non-positive, NaN, unknown and late-beyond-tolerance ticks never reach the estimator.
+
+    Time order is per symbol: BBB's first tick, 2 s behind AAA's latest, is applied (at the
+    latest time); AAA's tick 90 s behind AAA's own latest is not.
+    """
     engine = Engine(make_config())
-    ts = np.array([T0, T0 + 1, T0 + 2, T0 + 3, T0 + 100, T0 + 10, T0 + 98])
-    syms = ["AAA", "AAA", "AAA", "ZZZ", "AAA", "AAA", "BBB"]
-    prices = np.array([100.0, -1.0, np.nan, 5.0, 101.0, 102.0, 50.0])
-    accepted = engine.ingest(ts, syms, prices)
-    assert accepted == 3  # T0, T0+100 and BBB at T0+98 (late by 2 s, within the 5 s default)
-    assert engine.skipped == {
-        "non_positive_price": 1,
-        "non_finite": 1,
-        "unknown_symbol": 1,
+    ts = np.array([T0, T0 + 1, T0 + 2, T0 + 3, T0 + 100, T0 + 10, T0 + 98, T0 + 30])
+    syms = ["AAA", "AAA", "AAA", "ZZZ", "AAA", "AAA", "BBB", "CCC"]
+    prices = np.array([100.0, -1.0, np.nan, 5.0, 101.0, 102.0, 50.0, 20.0])
+    venues = ["a", "b", "c", "d", "a", "e", "f", "g"]
+    accepted = engine.ingest(ts, syms, prices, venues)
+    assert accepted == 4  # AAA at T0 and T0+100, BBB at T0+98 and CCC at T0+30 (first ticks)
+    assert engine.rejected == {
+        ("b", "non_positive"): 1,
+        ("c", "not_a_number"): 1,
+        ("d", "unknown_symbol"): 1,
+        ("e", "out_of_order"): 1,
+    }
+    assert engine.rejected_by_reason() == {
+        "not_a_number": 1,
+        "non_positive": 1,
+        "clock_skew": 0,
         "out_of_order": 1,
+        "outlier": 0,
+        "unknown_symbol": 1,
     }
     assert engine.last_event_ts == T0 + 100
     snap = engine.snapshot(T0 + 100)
@@ -120,21 +133,27 @@ def test_reference_kernel_gives_identical_snapshots(make_config: Callable[..., C
     assert a.market.avg_correlation == pytest.approx(b.market.avg_correlation, rel=1e-12)
 
 
-def _tick_by_tick(engine: Engine, ticks: list[tuple[float, str, float]]) -> dict[str, int]:
-    """The documented rules applied one tick at a time, straight to the estimator."""
-    skipped = dict.fromkeys(("unknown_symbol", "non_finite", "non_positive_price"), 0)
-    skipped["out_of_order"] = 0
+def _tick_by_tick(
+    engine: Engine, ticks: list[tuple[float, str, float]], last: dict[str, float]
+) -> dict[str, int]:
+    """The documented rules applied one tick at a time, straight to the estimator.
+
+    ``last``: each symbol's latest accepted time (the per-symbol order), updated in place.
+    """
+    skipped = dict.fromkeys(("unknown_symbol", "not_a_number", "non_positive", "out_of_order"), 0)
     cov, index = engine._cov, engine._index
+    tolerance = engine.config.estimator.max_out_of_order
     for ts, symbol, price in ticks:
         if symbol not in index:
             skipped["unknown_symbol"] += 1
         elif not (math.isfinite(ts) and math.isfinite(price)):
-            skipped["non_finite"] += 1
+            skipped["not_a_number"] += 1
         elif price <= 0:
-            skipped["non_positive_price"] += 1
-        elif ts < engine._last_ts - engine._tolerance_s:
+            skipped["non_positive"] += 1
+        elif ts < last.get(symbol, -math.inf) - tolerance:
             skipped["out_of_order"] += 1
         else:
+            last[symbol] = max(last.get(symbol, -math.inf), ts)
             engine._last_ts = max(engine._last_ts, ts)
             cov.update(index[symbol], engine._last_ts, math.log(price))
             engine._price[index[symbol]] = price
@@ -153,8 +172,8 @@ def test_batch_ingest_equals_the_rules_applied_tick_by_tick(
     """
     rng = np.random.default_rng(seed)
     batched, reference = Engine(make_config()), Engine(make_config())
-    counts = dict.fromkeys(("unknown_symbol", "non_finite", "non_positive_price"), 0)
-    counts["out_of_order"] = 0
+    counts = dict.fromkeys(("unknown_symbol", "not_a_number", "non_positive", "out_of_order"), 0)
+    last: dict[str, float] = {}
     now = T0
     for _ in range(40):
         size = int(rng.integers(1, 30))
@@ -170,12 +189,17 @@ def test_batch_ingest_equals_the_rules_applied_tick_by_tick(
         accepted = batched.ingest(ts, symbols, prices)
         before = reference.ticks
         for reason, n in _tick_by_tick(
-            reference, list(zip(ts.tolist(), symbols, prices.tolist(), strict=True))
+            reference, list(zip(ts.tolist(), symbols, prices.tolist(), strict=True)), last
         ).items():
             counts[reason] += n
         assert accepted == reference.ticks - before
     a, b = batched.export_state(), reference.export_state()
-    assert (a.ticks, a.last_ts, dict(a.skipped)) == (b.ticks, b.last_ts, counts)
+    rejected = {reason: n for (_, reason), n in a.rejected.items()}
+    assert (a.ticks, a.last_ts, rejected) == (
+        b.ticks,
+        b.last_ts,
+        {k: v for k, v in counts.items() if v},
+    )
     np.testing.assert_array_equal(a.price, b.price)
     for key, value in a.covariance.items():
         np.testing.assert_array_equal(value, b.covariance[key], err_msg=key)

@@ -11,7 +11,7 @@ import pytest
 from feeds.backoff import Backoff, is_transient
 from feeds.events import FeedParseError, PriceKind, Quote, Status, StatusKind
 from feeds.registry import VENUES
-from feeds.router import MAX_AHEAD_S, Router, TickBuffer
+from feeds.router import Router, TickBuffer
 from monitor.config import Config
 from monitor.daemon import _Batch
 from monitor.model import Tick
@@ -96,6 +96,60 @@ def test_one_silent_symbol_is_detected_while_others_flow(router: Router) -> None
     staleness = router.staleness_metric({"venue": "binance", "symbol": "ETHUSDT"}, 25.0)
     assert staleness == 25.0
     assert router.staleness_metric({"venue": "binance", "symbol": "BTCUSDT"}, 25.0) == 1.0
+
+
+def _at(venue: str, instrument: str, price: float, ts: float) -> Quote:
+    return Quote(venue, instrument, PriceKind.TRADE, price, ts=ts, recv_ts=1000.0)
+
+
+def test_venue_times_are_checked_against_the_wall_clock(router: Router) -> None:
+    """2100 and +300 s: re-stamped with the receive time and counted; 1970 (behind more than
+    stale_after): dropped and counted; 1.5 s ahead and 5 s behind: unchanged."""
+    quotes = [
+        _at("binance", "BTCUSDT", 100.0, 4_102_444_800.0),
+        _at("binance", "BTCUSDT", 100.1, 1300.0),
+        _at("binance", "ETHUSDT", 10.0, 1.0),
+        _at("binance", "ETHUSDT", 10.1, 1001.5),
+        _at("binance", "ETHUSDT", 10.2, 995.0),
+    ]
+    router.on_events("binance", quotes, mono=1.0)
+    ticks = router.buffer.drain_columns()[0]
+    assert list(zip(ticks.ts, ticks.symbol, ticks.price, ticks.venue, strict=True)) == [
+        (1000.0, "BTCUSDT", 100.0, "binance"),
+        (1000.0, "BTCUSDT", 100.1, "binance"),
+        (1001.5, "ETHUSDT", 10.1, "binance"),
+        (995.0, "ETHUSDT", 10.2, "binance"),
+    ]
+    assert router.rejected == {("binance", "clock_skew"): 2, ("binance", "out_of_order"): 1}
+
+
+def test_the_wall_clock_given_replaces_the_receive_time(router: Router) -> None:
+    """The demo passes the simulator's clock: a venue time that runs 60x is not skewed."""
+    router.on_events("binance", [_at("binance", "BTCUSDT", 100.0, 5000.0)], 1.0, wall=5000.0)
+    assert router.buffer.drain_columns()[0].ts == [5000.0]
+    assert router.rejected == {}
+
+
+def test_bad_prices_are_counted_and_do_not_make_the_feed_fresh(router: Router) -> None:
+    """Zero, negative and NaN prices: dropped, counted, and the source stays stale, so the
+    next feed stands in; a quote of an instrument no feed names is counted too."""
+    router.on_events("binance", [_quote("binance", "BTCUSDT", 100.0)], mono=1.0)
+    bad = [_quote("binance", "BTCUSDT", p) for p in (0.0, -1.0, float("nan"))]
+    for mono in (12.0, 13.0, 14.0):
+        router.on_events("binance", bad, mono=mono)
+    router.on_events("binance", [_quote("binance", "DOGEUSDT", 0.1)], mono=14.0)
+    router.on_events("coinbase", [_quote("coinbase", "BTC-USD", 101.0, PriceKind.MID)], 14.5)
+    assert [t.price for t in router.buffer.drain()[0]] == [100.0, 101.0]  # coinbase stands in
+    assert router.rejected == {
+        ("binance", "non_positive"): 6,
+        ("binance", "not_a_number"): 3,
+        ("binance", "unknown_symbol"): 1,
+    }
+    newly, _ = router.check(14.5)
+    assert [(s.venue, s.instrument) for s in newly] == [
+        ("binance", "BTCUSDT"),
+        ("binance", "ETHUSDT"),
+    ]
 
 
 def test_status_events_are_counted(router: Router) -> None:
@@ -265,13 +319,14 @@ def test_a_live_quote_not_newer_than_the_last_goes_on_but_does_not_refresh(
 
 
 def test_a_timestamp_from_2100_does_not_block_later_refreshes(coinbase_first: Router) -> None:
-    """A trade stamped 2100 counts as received now (+2 s): normal trades refresh again soon."""
+    """A trade stamped 2100 is re-stamped with its receive time: normal trades refresh again."""
     router = coinbase_first
     year_2100 = 4102444800.0
     bad = Quote("coinbase", "BTC-USD", PriceKind.TRADE, 100.0, ts=year_2100, recv_ts=1000.0)
     router.on_events("coinbase", [bad], mono=1.0)
     [src] = router.sources[("coinbase", "BTC-USD")]
-    assert src.last_event_ts == 1000.0 + MAX_AHEAD_S
+    assert src.last_event_ts == 1000.0
+    assert router.rejected[("coinbase", "clock_skew")] == 1
     for n in range(1, 6):
         good = Quote("coinbase", "BTC-USD", PriceKind.TRADE, 100.0, 1000.0 + n, 1000.0 + n)
         router.on_events("coinbase", [good], mono=1.0 + n)
@@ -336,6 +391,8 @@ def test_a_ticker_prices_the_mid_symbol_and_never_the_trade_symbol_of_the_same_p
     feeds = SHARED_PAIR.replace("VENUE", venue).replace("PAIR", pair)
     config = make_config(feeds, base='[universe]\nsymbols = ["TRADED", "QUOTED"]\n')
     router = Router(config.feeds, TickBuffer(100), start_mono=0.0)
-    router.on_events(venue, VENUES[venue].new_parser().parse(frame, 1.7e9), mono=1.0)
+    events = VENUES[venue].new_parser().parse(frame, 1.7e9)
+    wall = max(e.ts for e in events if isinstance(e, Quote))  # received as it was sent
+    router.on_events(venue, events, mono=1.0, wall=wall)
     ticks, _ = router.buffer.drain()
     assert [(t.symbol, t.price) for t in ticks] == [("QUOTED", 100.0)]

@@ -249,10 +249,17 @@ def test_bad_prices_raise(price: Any) -> None:
         CoinbaseParser().parse(trade_frame(price), 0.0)
 
 
-@pytest.mark.parametrize("price", ["", "0", "-1"])
-def test_empty_or_non_positive_prices_give_no_quote(price: str) -> None:
-    """An empty or non-positive price is not a quote (and not an error)."""
-    assert CoinbaseParser().parse(trade_frame(price), 0.0) == []
+def test_an_empty_trade_price_gives_no_quote() -> None:
+    """An empty price is not a quote (and not an error)."""
+    assert CoinbaseParser().parse(trade_frame(""), 0.0) == []
+
+
+@pytest.mark.parametrize("price", ["0", "-1"])
+def test_non_positive_trade_prices_are_handed_on(price: str) -> None:
+    """A zero or negative trade price is a quote, so that the router counts and drops it."""
+    [quote] = CoinbaseParser().parse(trade_frame(price), 0.0)
+    assert isinstance(quote, Quote)
+    assert (quote.kind, quote.price) == (PriceKind.TRADE, float(price))
 
 
 def test_ticker_without_both_sides_gives_no_quote() -> None:

@@ -121,10 +121,10 @@ def test_ticker_without_a_book_side_gives_nothing() -> None:
     assert parse(frame) == []
 
 
-def test_non_positive_trade_price_gives_no_quote() -> None:
-    """A trade at price 0 is dropped, the others in the frame still come."""
+def test_non_positive_trade_price_is_handed_on() -> None:
+    """A trade at price 0 is a quote (the router counts and drops it), in event-time order."""
     frame = TRADE_SNAPSHOT.replace('"price":0.5147', '"price":0')
-    assert [q.price for q in parse(frame)] == [0.5148]
+    assert [q.price for q in parse(frame)] == [0.0, 0.5148]
 
 
 def test_acks_of_other_methods_are_ignored() -> None:
