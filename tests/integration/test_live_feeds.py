@@ -33,6 +33,7 @@ symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
 halflife = "10m"
 slow_halflife = "6h"
 min_observations = 20
+preaverage = "0.25s"  # a short pre-averaging block: the test warms up in seconds
 
 [[rules]]
 name = "eth-binance-stale"

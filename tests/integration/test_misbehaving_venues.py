@@ -60,6 +60,7 @@ symbols = {json.dumps(symbols)}
 halflife = "10m"
 slow_halflife = "6h"
 min_observations = 5
+preaverage = "0.5s"  # a short pre-averaging block: the test warms up in seconds
 
 [live]
 snapshot_interval = "1s"

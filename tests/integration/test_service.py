@@ -26,7 +26,7 @@ from monitor.config import load_config
 from monitor.service import Service
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 
-BLOCK_S = 5.0  # [estimator] preaverage of the config these tests write (the default)
+BLOCK_S = 0.25  # [estimator] preaverage of the config these tests write
 
 CONFIG = """
 [universe]
@@ -37,6 +37,7 @@ watch_pairs = [["BTCUSDT", "ETHUSDT"]]
 halflife = "10m"
 slow_halflife = "6h"
 min_observations = 20
+preaverage = "0.25s"  # a short pre-averaging block: the test warms up in seconds
 
 [risk]
 distribution = "normal"
