@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check monitor feeds alerts tests benchmarks
-	$(VENV)/bin/ruff format --check monitor feeds alerts tests benchmarks
+	$(VENV)/bin/ruff check monitor feeds alerts bus service tests benchmarks
+	$(VENV)/bin/ruff format --check monitor feeds alerts bus service tests benchmarks
 	$(VENV)/bin/lint-imports
 
 typecheck: install
-	$(VENV)/bin/mypy --strict -p monitor -p feeds -p alerts
+	$(VENV)/bin/mypy --strict -p monitor -p feeds -p alerts -p bus -p service
 
 test: lint typecheck system-deps deploy-check
 	$(VENV)/bin/pytest

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from alerts.jsonl import iso_utc
 from alerts.notification import HttpRequest, Notification, Outcome, default_classify
 from alerts.text import json_request, summary_lines, with_detail
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.errors import ConfigError
 from monitor.model import AlertState
 

@@ -40,7 +40,7 @@ from alerts.text import (
     webhook_url,
     with_detail,
 )
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.model import AlertState, Severity
 
 DEFAULT_TIMEOUT_S = 10.0

@@ -11,7 +11,7 @@ from pathlib import Path
 from alerts.jsonl import JsonLinesFile
 from alerts.notification import Notification
 from alerts.webhook import notification_record
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.errors import ConfigError
 
 

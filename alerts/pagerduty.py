@@ -16,7 +16,7 @@ from typing import Any
 from alerts.jsonl import iso_utc
 from alerts.notification import HttpRequest, Notification, Outcome, default_classify
 from alerts.text import clip, json_request, with_detail
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.errors import ConfigError
 from monitor.model import AlertState, Severity
 

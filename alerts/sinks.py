@@ -19,7 +19,7 @@ from alerts.slack import SlackSink
 from alerts.teams import TeamsSink
 from alerts.telegram import TelegramSink
 from alerts.webhook import WebhookSink
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.errors import ConfigError
 
 BUILDERS: Mapping[str, Callable[[SinkConfig, str | None], Sink]] = {

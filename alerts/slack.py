@@ -29,7 +29,7 @@ from alerts.text import (
     webhook_url,
     with_detail,
 )
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RATE_PER_S = 1.0

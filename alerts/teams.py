@@ -17,7 +17,7 @@ from typing import Any
 
 from alerts.notification import Digest, HttpRequest, Notification, Outcome, default_classify
 from alerts.text import digest_lines, digest_title, facts, json_request, webhook_url, with_detail
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.model import AlertState, Severity
 
 DEFAULT_TIMEOUT_S = 10.0

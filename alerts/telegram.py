@@ -37,7 +37,7 @@ from alerts.text import (
     json_request,
     seconds,
 )
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.telegram.org"

@@ -20,7 +20,7 @@ import msgspec
 
 from alerts.notification import Change, Digest, DigestEntry, HttpRequest, Notification, Outcome
 from alerts.redact import Redactor
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.errors import ConfigError
 
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}

@@ -18,7 +18,7 @@ import msgspec
 from alerts.jsonl import alert_record
 from alerts.notification import HttpRequest, Notification, Outcome, default_classify
 from alerts.text import JSON_HEADERS, with_detail
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from monitor.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 10.0

@@ -48,17 +48,17 @@ from benchmarks.common import (
     write_config,
     write_result,
 )
-from feeds.publisher import TickPublisher
-from feeds.subscriber import TickSubscriber
-from monitor.bus_config import BusConfig
-from monitor.bus_wire import BusMessage, BusTick
-from monitor.config import Config
+from bus.publisher import TickPublisher
+from bus.subscriber import TickSubscriber
+from bus.wire import BusMessage, BusTick
+from monitor.clock import SnapshotClock
+from monitor.config.bus import BusConfig
+from monitor.config.schema import Config
 from monitor.engine import Engine, EngineState
-from monitor.engine_role import apply_in_stream_order
-from monitor.logs import configure_logging
 from monitor.model import Tick
-from monitor.replay import SnapshotClock
 from monitor.rules import RuleEngine
+from service.engine_role import apply_in_stream_order
+from service.logs import configure_logging
 from tests.natsserver import BINARY, NatsServer
 
 VENUE = "binance"

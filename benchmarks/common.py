@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import Config, load_config
+from monitor.config.loading import load_config
+from monitor.config.schema import Config
 from monitor.engine import Engine, EngineState
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def poisson_market(n: int, count: int, total_per_s: float, seed: int) -> Market:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Columns of ticks as :class:`monitor.replay.TickBatchLike` (what the daemon builds)."""
+    """Columns of ticks as :class:`monitor.clock.TickBatchLike` (what the daemon builds)."""
 
     ts: FloatArray
     symbol: list[str]

@@ -48,13 +48,13 @@ from benchmarks.common import (
     write_config,
     write_result,
 )
-from monitor.config import Config
+from monitor.clock import SnapshotClock
+from monitor.config.schema import Config
 from monitor.engine import Engine, EngineState
-from monitor.estimators import make_estimator
+from monitor.estimation.estimators import make_estimator
 from monitor.model import AlertEvent
-from monitor.replay import SnapshotClock
+from monitor.risk.snapshot import RiskSnapshot
 from monitor.rules import RuleEngine
-from monitor.snapshot import RiskSnapshot
 
 TARGET_TICKS_PER_S = 1_000_000  # target 1, at 50 symbols
 TARGET_ASSETS = 50

@@ -2,7 +2,7 @@
 
 A :mod:`benchmarks.wire_server` process paces Binance trade frames of ``--assets`` symbols at
 ``--rate`` messages per second (Poisson arrivals, written in bursts of about 1 ms) for
-``--seconds`` per run. This process runs ``monitor.daemon.Daemon`` on them, from a warm engine
+``--seconds`` per run. This process runs ``service.daemon.Daemon`` on them, from a warm engine
 state, with a snapshot and the rules every second of event time.
 
 Per message, with the benchmark's own instruments only:
@@ -47,10 +47,10 @@ from benchmarks.common import (
 )
 from benchmarks.wire_server import wait_send_times, wire_server
 from feeds.session import Socket, default_connector
-from monitor.config import Config
-from monitor.daemon import Daemon
+from monitor.config.schema import Config
 from monitor.engine import EngineState
-from monitor.logs import configure_logging
+from service.daemon import Daemon
+from service.logs import configure_logging
 
 TARGET_P99_MS = 2.0
 PERCENTILES = (50.0, 99.0, 99.9)

@@ -4,7 +4,7 @@ A :mod:`benchmarks.wire_server` process streams ``--count`` Binance trade frames
 symbols at full speed on 127.0.0.1 (event time advances ``--rate`` messages per second, so the
 engine takes a snapshot every ``--rate`` messages). This process, measured alone, receives them:
 
-- riskmon: ``monitor.daemon.Daemon`` with a Binance feed pointed at the server, i.e.
+- riskmon: ``service.daemon.Daemon`` with a Binance feed pointed at the server, i.e.
   ``feeds.session.Connection`` (``BINANCE`` parser) -> ``Router`` -> ``TickBuffer`` -> engine
   loop -> ``SnapshotClock`` -> ``Engine`` and rules. The engine starts from a warm state (as
   after a restart from a checkpoint); the clock runs from the socket being open to the last
@@ -43,10 +43,10 @@ from benchmarks.common import (
 from benchmarks.stages import stage_costs
 from benchmarks.wire_server import trade_messages, wire_server
 from feeds.session import Socket, default_connector
-from monitor.config import Config
-from monitor.daemon import Daemon
+from monitor.config.schema import Config
 from monitor.engine import EngineState
-from monitor.logs import configure_logging
+from service.daemon import Daemon
+from service.logs import configure_logging
 
 TARGET_SHARE = 0.5
 RUN_TIMEOUT_S = 120.0

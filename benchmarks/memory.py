@@ -37,11 +37,11 @@ from benchmarks.common import (
     write_config,
     write_result,
 )
+from monitor.clock import SnapshotClock
 from monitor.engine import Engine
 from monitor.model import AlertEvent
-from monitor.replay import SnapshotClock
+from monitor.risk.snapshot import RiskSnapshot
 from monitor.rules import RuleEngine
-from monitor.snapshot import RiskSnapshot
 
 TARGET_GROWTH = 0.10
 MIB = 1024.0 * 1024.0

@@ -1,6 +1,6 @@
 """Target 6: time and size of a ``/metrics`` scrape with 200 symbols.
 
-The service's registry is built as ``monitor.service`` builds it: ``make_registry`` over a
+The service's registry is built as ``service.service`` builds it: ``make_registry`` over a
 ``RiskCollector`` reading a daemon (200 symbols in the universe, one portfolio holding all of
 them, a Binance feed of the 200 instruments, the alert dispatcher with its SQLite outbox).
 The daemon's engine is fed synchronous ticks (every symbol once per second for ``--seconds``),
@@ -41,11 +41,11 @@ from benchmarks.common import (
     write_config,
     write_result,
 )
-from monitor.alerting import build_dispatcher
-from monitor.config import Config
-from monitor.daemon import Daemon
-from monitor.logs import configure_logging
-from monitor.metrics import RiskCollector, ServiceStats, make_registry
+from monitor.config.schema import Config
+from service.alerting import build_dispatcher
+from service.daemon import Daemon
+from service.logs import configure_logging
+from service.metrics import RiskCollector, ServiceStats, make_registry
 
 TARGET_MS = 20.0
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import print_table, write_result
-from monitor.correlation import average_correlation, correlation_from_covariance
-from monitor.covariance import SECONDS_PER_YEAR
-from monitor.estimators import make_estimator
+from monitor.estimation.correlation import average_correlation, correlation_from_covariance
+from monitor.estimation.covariance import SECONDS_PER_YEAR
+from monitor.estimation.estimators import make_estimator
 from tests.noisy_market import NoisyMarket, bid_ask_market
 
 HALFLIFE_S = 1200.0

@@ -34,9 +34,10 @@ import numpy as np
 from msgspec import structs
 
 from benchmarks.common import print_table, spread, summary, temp_dir, verdict, write_result
-from monitor.account import AccountModel, MarketState
-from monitor.config import Config, load_config
-from monitor.optionvar import OptionVar
+from monitor.config.loading import load_config
+from monitor.config.schema import Config
+from monitor.risk.account import AccountModel, MarketState
+from monitor.risk.optionvar import OptionVar
 
 TARGET_MS = 20.0
 TS = datetime(2026, 5, 28, 8, tzinfo=UTC).timestamp()

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.recorded_streams import noise
-from monitor.covariance import SECONDS_PER_YEAR
-from monitor.estimators import make_estimator
+from monitor.estimation.covariance import SECONDS_PER_YEAR
+from monitor.estimation.estimators import make_estimator
 from tests.noisy_market import NoisyMarket, bid_ask_market
 
 VOL_ANNUAL = 0.60  # assumed: a typical crypto volatility

@@ -21,10 +21,10 @@ import msgspec
 import numpy as np
 
 from benchmarks.common import Market, batches, poisson_market, temp_dir, write_config
-from monitor.config import Config
-from monitor.durations import Duration
+from monitor.config.durations import Duration
+from monitor.config.schema import Config
 from monitor.engine import Engine
-from monitor.estimators import make_estimator
+from monitor.estimation.estimators import make_estimator
 
 SYMBOLS = 10
 RATE_HZ = 50.0

@@ -29,9 +29,9 @@ from feeds.events import FeedEvent, PriceKind
 from feeds.router import Router, TickBuffer, TickColumns
 from feeds.session import Connection
 from feeds.venues.binance import BINANCE
-from monitor.config import Config
-from monitor.daemon import Daemon, _Batch
+from monitor.config.schema import Config
 from monitor.engine import EngineState
+from service.daemon import Daemon, _Batch
 
 
 def _cpu_us(action: Callable[[], object], count: int) -> float:

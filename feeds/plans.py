@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from feeds.events import PriceKind
 from feeds.venue import ConnectionPlan, VenueSpec
-from monitor.config import FeedConfig
+from monitor.config.schema import FeedConfig
 from monitor.errors import ConfigError
 
 

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feeds.events import FeedEvent, OptionQuote, PriceKind, Quote, Status
-from monitor.config import FeedConfig
+from monitor.config.schema import FeedConfig
 from monitor.guard import NON_POSITIVE, NOT_A_NUMBER, UNKNOWN_SYMBOL, check_receive_time
 from monitor.model import Tick
 

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.account import AccountModel, MarketState
-from monitor.book import OptionMark
-from monitor.book_config import AccountConfig, account_problems
-from monitor.config import Config
-from monitor.correlation import (
+from monitor.config.book import AccountConfig, account_problems
+from monitor.config.schema import Config
+from monitor.errors import ConfigError
+from monitor.estimation.correlation import (
     absorption_from_eigenvalues,
     average_correlation,
     bets_from_eigenvalues,
@@ -28,14 +27,15 @@ from monitor.correlation import (
     repair_correlation,
     turbulence,
 )
-from monitor.covariance import SECONDS_PER_YEAR
-from monitor.errors import ConfigError
-from monitor.estimators import make_estimator
-from monitor.ewma import EwmaMoments, MomentsTuple
+from monitor.estimation.covariance import SECONDS_PER_YEAR
+from monitor.estimation.estimators import make_estimator
+from monitor.estimation.ewma import EwmaMoments, MomentsTuple
+from monitor.estimation.volofvol import IvHistory, IvState
 from monitor.guard import REASONS, TickGuard, Venues
-from monitor.portfolio import PortfolioModel, PortfolioState
-from monitor.snapshot import MarketRisk, RiskSnapshot, frozen_array
-from monitor.volofvol import IvHistory, IvState
+from monitor.risk.account import AccountModel, MarketState
+from monitor.risk.book import OptionMark
+from monitor.risk.portfolio import PortfolioModel, PortfolioState
+from monitor.risk.snapshot import MarketRisk, RiskSnapshot, frozen_array
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -69,7 +69,8 @@ class EngineState:
         previous: (time, log prices, covariance per second) of the last computed snapshot.
         ar_moments: fast and slow moments of the absorption ratio.
         portfolio_moments: P&L shape and interval moments by portfolio name.
-        iv_history: mark-IV history per option instrument (:class:`~monitor.volofvol.IvHistory`).
+        iv_history: mark-IV history per option instrument
+            (:class:`~monitor.estimation.volofvol.IvHistory`).
         symbol_ts: per symbol, the latest event time of an accepted tick (the reference of
             the per-symbol time order); None in checkpoints written before it was kept, which
             then take each symbol's last time in the estimator.

@@ -40,7 +40,7 @@ from typing import Any, Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from monitor.config import FilterConfig
+from monitor.config.schema import FilterConfig
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from monitor.model import AlertEvent, AlertState, Severity
-from monitor.snapshot import RiskSnapshot, is_account_metric, is_portfolio_metric, metric_value
+from monitor.risk.snapshot import RiskSnapshot, is_account_metric, is_portfolio_metric, metric_value
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from monitor.snapshot import PortfolioRisk, RiskSnapshot, TailRisk
+from monitor.risk.snapshot import PortfolioRisk, RiskSnapshot, TailRisk
 
 MARKET_COLUMNS = (
     "avg_correlation",

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from monitor.config import Config, load_config
+from monitor.config.loading import load_config
+from monitor.config.schema import Config
 
 settings.register_profile("riskmon", database=None)
 settings.load_profile("riskmon")

@@ -7,7 +7,7 @@ unchanged, so Prometheus in docker-compose and in Kubernetes evaluate the same r
     .venv/bin/python deploy/k8s/render_prometheusrule.py          # rewrite the file
     .venv/bin/python deploy/k8s/render_prometheusrule.py --check  # exit 1 when out of date
 
-tests/unit/test_deploy.py runs ``--check``. Needs PyYAML.
+tests/unit/deploy/test_deploy.py runs ``--check``. Needs PyYAML.
 """
 
 from __future__ import annotations

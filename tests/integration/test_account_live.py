@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from feeds.simulator import ExchangeSimulator
-from monitor.config import load_config
-from monitor.daemon import Daemon
-from monitor.live import with_urls
-from monitor.options import black76, parse_instrument, year_fraction
+from monitor.config.loading import load_config
+from monitor.risk.options import black76, parse_instrument, year_fraction
+from service.daemon import Daemon
+from service.live import with_urls
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 
 CONFIG = """

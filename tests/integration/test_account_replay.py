@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from monitor.cli import main
+from service.cli import main
 
 CONFIG = """
 [universe]

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.redact import fragments
 from feeds.simulator import ExchangeSimulator
-from monitor.config import load_config
-from monitor.service import Service
+from monitor.config.loading import load_config
+from service.service import Service
 from tests.integration.test_service import (
     Process,
     _free_port,
@@ -338,7 +338,7 @@ async def _test_alert(config: Path, sink: str, environ: dict[str, str]) -> str:
         [
             sys.executable,
             "-m",
-            "monitor.cli",
+            "service.cli",
             "test-alert",
             "--sink",
             sink,

@@ -24,11 +24,11 @@ import pytest
 from alerts.dispatcher import Dispatcher
 from alerts.file import FileSink
 from alerts.notification import DigestSink, Notification, Sink
+from alerts.notify import dedup_key
 from alerts.outbox import Outbox
-from monitor.config import RouteConfig
-from monitor.durations import Duration, PositiveDuration
+from monitor.config.durations import Duration, PositiveDuration
+from monitor.config.schema import RouteConfig
 from monitor.model import AlertEvent, AlertState, Severity
-from monitor.notify import dedup_key
 from tests.alertstory import CHAT_TYPES, changes, story
 from tests.integration.test_receivers import SINKS, sink_for
 from tests.receivers import ACCEPTANCES, Receiver, Recorded, Reply, json_reply, status

@@ -30,13 +30,13 @@ from alerts.file import FileSink
 from alerts.notification import Notification, Verdict
 from alerts.outbox import Outbox
 from alerts.sinks import build_sink
-from monitor.config import RouteConfig, SinkConfig
-from monitor.durations import Duration
+from monitor.config.durations import Duration
+from monitor.config.schema import RouteConfig, SinkConfig
 from monitor.model import AlertState
 from tests.integration.test_prometheus import free_port
 from tests.integration.test_receivers import send
 from tests.receivers import ACCEPTANCES, Receiver, Recorded
-from tests.unit.test_sinks import NOTE
+from tests.unit.alerts.test_sinks import NOTE
 
 TIMEOUT_S = 10.0
 """Start-up, each notification and the stop are each bounded by this."""

@@ -33,16 +33,18 @@ import pytest
 from nats.js import api
 from prometheus_client.parser import text_string_to_metric_families
 
-from feeds.publisher import TickPublisher
+from bus.publisher import TickPublisher
+from bus.subscriber import TickSubscriber
+from bus.wire import BusMessage, BusOptionMark, BusTick, decode_message
 from feeds.simulator import ExchangeSimulator
-from feeds.subscriber import TickSubscriber
-from monitor.bus_config import BusConfig
-from monitor.bus_wire import BusMessage, BusOptionMark, BusTick, decode_message
-from monitor.config import Config, PositiveDuration, load_config
-from monitor.engine_role import EngineDaemon, apply_in_stream_order
-from monitor.http import snapshot_json
+from monitor.config.bus import BusConfig
+from monitor.config.durations import PositiveDuration
+from monitor.config.loading import load_config
+from monitor.config.schema import Config
 from monitor.model import Tick
-from monitor.roles import bus_symbols, engine_config, select
+from service.engine_role import EngineDaemon, apply_in_stream_order
+from service.http import snapshot_json
+from service.roles import bus_symbols, engine_config, select
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 from tests.natsserver import BINARY, NatsServer, free_port
 
@@ -129,7 +131,7 @@ class Role:
         }
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "monitor.cli", "run", "--config", str(self.config),
+                sys.executable, "-m", "service.cli", "run", "--config", str(self.config),
                 *self.args, stdout=out, stderr=out, env=env,
             )  # fmt: skip
 

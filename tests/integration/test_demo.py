@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-from monitor.config import load_config
-from monitor.demo import run_demo
+from monitor.config.loading import load_config
 from monitor.model import AlertState
+from service.demo import run_demo
 from tests.conftest import REPO
 
 

@@ -14,10 +14,10 @@ import pytest
 from alerts.dispatcher import Dispatcher
 from alerts.file import FileSink
 from alerts.notification import Notification
+from alerts.notify import dedup_key
 from alerts.outbox import Outbox
 from alerts.webhook import WebhookSink
 from monitor.model import AlertEvent, AlertState, Severity
-from monitor.notify import dedup_key
 from tests.receivers import Receiver, plain_ok, stall, status
 
 TIMEOUT_S = 15.0

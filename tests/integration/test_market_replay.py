@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from benchmarks.crash_report import crash_table
-from monitor.cli import main
+from service.cli import main
 from tests.conftest import REPO, require_market_file
 
 

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from feeds.simulator import ExchangeSimulator
-from monitor.config import load_config
-from monitor.service import Service
+from monitor.config.loading import load_config
+from service.service import Service
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 from tests.integration.test_service import SECRET, _start, _write_config
 

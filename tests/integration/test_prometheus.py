@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_deploy import dashboard_exprs, rule_exprs
+from tests.unit.deploy.test_deploy import dashboard_exprs, rule_exprs
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -237,7 +237,7 @@ def riskmon_demo(port: int, tmp: Path, duration_s: float = 90.0) -> Iterator[Pat
             [
                 sys.executable,
                 "-m",
-                "monitor.cli",
+                "service.cli",
                 "demo",
                 "--config",
                 str(config),

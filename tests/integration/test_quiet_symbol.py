@@ -37,7 +37,8 @@ from feeds.venues.bybit import BYBIT
 from feeds.venues.coinbase import COINBASE
 from feeds.venues.okx import OKX
 from feeds.watchdog import Watchdog
-from monitor.config import Config, load_config
+from monitor.config.loading import load_config
+from monitor.config.schema import Config
 from tests.integration.accelerated import SCALE, run_accelerated, until
 from tests.integration.test_live_feeds import TIMEOUT_S
 from tests.integration.test_service import Process, _free_port, _get, _wait_http

@@ -14,9 +14,9 @@ from alerts.file import FileSink
 from alerts.notification import HttpRequest, Outcome, Sink, Verdict
 from alerts.sinks import build_sink
 from alerts.webhook import SIGNATURE_HEADER
-from monitor.config import SinkConfig
+from monitor.config.schema import SinkConfig
 from tests.receivers import ACCEPTANCES, Receiver, json_reply, stall, status
-from tests.unit.test_sinks import NOTE, RESOLVED, TELEGRAM_TOKEN
+from tests.unit.alerts.test_sinks import NOTE, RESOLVED, TELEGRAM_TOKEN
 
 TIMEOUT_S = 5.0
 """Every wait in this module scales from this."""

@@ -69,7 +69,7 @@ def history(tmp_path: Path) -> Path:
 
 async def _replay(history: Path, config: Path, out: Path, *flags: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor.cli", "replay", str(history), "--config", str(config),
+        sys.executable, "-m", "service.cli", "replay", str(history), "--config", str(config),
         "--out", str(out), "--no-progress", *flags,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

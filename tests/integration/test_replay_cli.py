@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from monitor.cli import main
+from service.cli import main
 from tests.simulate import simulate_regimes
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]

@@ -19,11 +19,11 @@ import aiohttp
 import pytest
 
 from feeds.simulator import ExchangeSimulator
-from monitor.config import load_config
-from monitor.daemon import Daemon
+from monitor.config.loading import load_config
 from monitor.model import AlertEvent
-from monitor.service import Service
-from monitor.snapshot import RiskSnapshot
+from monitor.risk.snapshot import RiskSnapshot
+from service.daemon import Daemon
+from service.service import Service
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 from tests.integration.test_service import _start, _write_config
 

@@ -22,8 +22,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from feeds.simulator import ExchangeSimulator
-from monitor.config import load_config
-from monitor.service import Service
+from monitor.config.loading import load_config
+from service.service import Service
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 
 BLOCK_S = 0.25  # [estimator] preaverage of the config these tests write
@@ -260,7 +260,7 @@ class Process:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "monitor.cli",
+            "service.cli",
             "run",
             "--config",
             str(self.config),

@@ -133,8 +133,10 @@ async def test_silent_connection_is_restarted_as_dead() -> None:
             dead_after_s=0.5,
         )
         task = asyncio.create_task(conn.run())
-        await eventually(lambda: len(accepted) >= 2, "a new connection after the silence")
-        assert conn.stats.connections >= 2
+        await eventually(
+            lambda: len(accepted) >= 2 and conn.stats.connections >= 2,
+            "a new connection after the silence",
+        )
         assert conn.stats.reconnects >= 1
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 from feeds.simulator import ExchangeSimulator
-from monitor.config import load_config
-from monitor.service import Service
-from monitor.systemd import Notifier
+from monitor.config.loading import load_config
+from service.service import Service
+from service.systemd import Notifier
 from tests.integration.test_live_feeds import TIMEOUT_S, eventually
 from tests.integration.test_service import _write_config
 

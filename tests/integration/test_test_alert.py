@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
+from service.cli import main
 from tests.receivers import Receiver, plain_ok, status
 
 CONFIG = """

@@ -1,0 +1,1 @@
+"""The NATS JetStream tick bus: wire format, stream and consumers, publisher, subscriber, merge."""

@@ -1,0 +1,1 @@
+"""The configuration schema, its loading from TOML and its cross-field checks."""

@@ -1,0 +1,1 @@
+"""Estimators in event time: covariance, EWMA moments, correlation, vol-of-vol."""

@@ -1,0 +1,1 @@
+"""Risk figures from the estimates: tails, snapshots, stress, options, margin, accounts."""

@@ -1,0 +1,1 @@
+"""The composition layer: daemon, roles, CLI, HTTP, metrics, checkpoints, systemd, demo."""
