@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.config.schema import Config
+from monitor.engine import Engine
 from monitor.estimation.correlation import average_correlation, correlation_from_covariance
 from monitor.estimation.covariance import SECONDS_PER_YEAR
 from monitor.estimation.preaveraged import PreAveragedCovariance, reindex_preaveraged_state
+from tests.conftest import BASE_TOML
 from tests.noisy_market import NoisyMarket, bid_ask_market
 
 
@@ -22,7 +26,7 @@ def _brute_force(idx: np.ndarray, ts: np.ndarray, lp: np.ndarray, n: int, b: flo
     For every closed block, each symbol that ticked in it and before has the return
     ``mean(block) - mean(previous block with ticks)``; ``K = sum c_a c_b min(t_a, t_b)``.
     """
-    blocks = np.floor(ts / b)
+    blocks = np.ceil(ts / b) - 1  # (k b, (k + 1) b]
     last_set: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     s, w, q = np.zeros((n, n)), np.zeros((n, n)), np.zeros(n)
     closed = np.unique(blocks)[:-1]  # the last block is still open
@@ -88,7 +92,7 @@ def test_synchronous_data_a_block_or_more_apart_is_the_riskmetrics_recursion(
         np.repeat(times, n),
         logp.reshape(-1),
     )
-    est.update(0, times[-1] + dt, float(logp[-1, 0]))  # closes the last step's block
+    est.advance_to(times[-1])  # a snapshot at the last close includes it (blocks end on it)
     lam = 2.0 ** (-dt / halflife)
     view = est.view(0)
     for i in range(n):
@@ -189,3 +193,31 @@ def test_state_reindexes_to_another_symbol_list() -> None:
     a, b = np.array(old.view(0).rate), np.array(new.view(0).rate)
     np.testing.assert_allclose(b[np.ix_(order + 1, order + 1)], a, rtol=1e-12)
     assert np.isnan(b[0]).all()
+
+
+def test_a_snapshot_at_a_candle_close_includes_that_candle(
+    make_config: Callable[..., Config],
+) -> None:
+    """Candles replayed at their close times: each snapshot's covariance is the RiskMetrics
+    recursion of the returns up to and including the candle closing at the snapshot's time
+    (no block of lag)."""
+    config = make_config(
+        '[estimator]\nhalflife = "1h"\nslow_halflife = "6h"\nmin_observations = 2\n',
+        base=BASE_TOML.replace('[estimator]\nhalflife = "10m"\nslow_halflife = "2h"\n'
+                               "min_observations = 10\n", ""),
+    )  # fmt: skip
+    engine = Engine(config)
+    rng = np.random.default_rng(4)
+    n, steps, dt = len(engine.symbols), 40, 300.0
+    logp = np.log(100.0) + np.cumsum(rng.normal(0, 0.003, (steps, n)), axis=0)
+    rets = np.diff(logp, axis=0)
+    lam = 2.0 ** (-dt / 3600.0)
+    t0 = 1_738_540_800.0
+    for step in range(steps):
+        ts = np.full(n, t0 + dt * step)
+        engine.ingest(ts, list(engine.symbols), np.exp(logp[step]))
+        if step < 2:
+            continue
+        snap = engine.snapshot(t0 + dt * step)
+        oracle = pd.Series(rets[:step, 0] ** 2).ewm(alpha=1 - lam, adjust=True).mean().iloc[-1]
+        assert snap.covariance[0, 0] / SECONDS_PER_YEAR * dt == pytest.approx(oracle, rel=1e-9)
