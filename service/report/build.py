@@ -58,7 +58,7 @@ def build_report(
     ]
     images: list[Image] = [image for _, found in built for image in found]
     page = render(
-        f"riskmon replay report: {directory.resolve().name}",
+        sections.title(out),
         sections.lead(out),
         [*(section for section, _ in built), sections.alerts(out), sections.facts(out)],
     )

@@ -160,7 +160,7 @@ def _read_parquet(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{path}: not a riskmon replay table: missing column(s) {', '.join(missing)}"
+            f"{path}: not a riskmon replay output: missing column(s) {', '.join(missing)}"
         )
     if not isinstance(frame.schema["ts"], pl.Datetime):
         raise DataError(f"{path}: column ts is {frame.schema['ts']}, expected a UTC datetime")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 
 import polars as pl
 from matplotlib.figure import Figure
@@ -48,11 +49,13 @@ def portfolios(out: ReplayOutput, palette: RulePalette) -> tuple[Section, list[I
         for n in names
     ]
     if not images:
-        return Section("portfolios", "Portfolios", note("No portfolio is configured.")), []
+        text = "No portfolio in this replay (the configuration has none)."
+        return Section("portfolios", "Portfolios", note(text)), []
     text = note(
         "Stressed VaR sets every correlation to 1; the diversification benefit is "
         "1 - VaR / stressed VaR. Component VaR is each position's Euler contribution (the "
-        "components sum to the VaR): the largest by mean size over the range, the rest summed."
+        "components sum to the VaR, the black line): the largest at the snapshot of the "
+        "highest VaR in range (the bars on the right), the rest summed in grey."
     )
     body = "".join(
         f"<h3>{escape(n)}</h3>{image_tag(i)}" for n, i in zip(names, images, strict=True)
@@ -65,7 +68,8 @@ def accounts(
 ) -> tuple[Section, list[Image]]:
     """Section 3: per account, margin ratio with thresholds and liquidation distance."""
     if out.accounts is None or out.accounts.is_empty():
-        return Section("accounts", "Accounts", note("No account is configured.")), []
+        text = "No account in this replay (no accounts.parquet: the configuration has none)."
+        return Section("accounts", "Accounts", note(text)), []
     names = [n for n in out.accounts["account"].unique(maintain_order=True).to_list() if n]
     images = [
         _image(f"account-{n}.png", f"account {n}", account_figure(out, n, palette, rules))
@@ -187,6 +191,16 @@ def _run_items(run: RunFacts) -> list[tuple[str, str]]:
 def _command(run: RunFacts) -> str:
     text = f"<code>{escape(' '.join(run.command))}</code>"
     return text if run.cwd is None else f"{text} in <code>{escape(run.cwd)}</code>"
+
+
+def title(out: ReplayOutput) -> str:
+    """The page title: the configuration and data replayed, else the directory's name."""
+    if out.run is None or out.run.config.path is None:
+        return f"riskmon replay report: {out.directory.resolve().name}"
+    data = [Path(i.path).name for i in out.run.inputs]
+    more = f" and {len(data) - 1} more" if len(data) > 1 else ""
+    on = f" on {data[0]}{more}" if data else ""
+    return f"riskmon replay report: {Path(out.run.config.path).name}{on}"
 
 
 def lead(out: ReplayOutput) -> str:
