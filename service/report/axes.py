@@ -16,6 +16,7 @@ import numpy.typing as npt
 import PIL.Image
 import polars as pl
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -76,19 +77,38 @@ def date_axis(ax: Axes, start: dt.datetime, end: dt.datetime) -> None:
     ax.set_xlim(lo, hi)
 
 
-def shade(ax: Axes, episodes: Sequence[Episode], palette: RulePalette, end: dt.datetime) -> None:
-    """Shade each episode's firing span; one still firing at the end is hatched to ``end``."""
+def spans(
+    episodes: Sequence[Episode], end: dt.datetime
+) -> dict[tuple[str, bool], list[tuple[float, float]]]:
+    """Firing spans as (start, width) in date numbers, by (rule, still firing at the end).
+
+    Grouped so that a storm of thousands of episodes costs one artist per rule, not one per
+    episode; an episode still firing at the end runs to ``end``.
+    """
+    grouped: dict[tuple[str, bool], list[tuple[float, float]]] = {}
     for episode in episodes:
-        stop = episode.resolved if episode.resolved is not None else end
-        ax.axvspan(
-            num(episode.fired),
-            num(max(stop, episode.fired)),
-            color=palette.colour(episode.rule),
+        start = num(episode.fired)
+        stop = num(episode.resolved if episode.resolved is not None else end)
+        key = (episode.rule, episode.resolved is None)
+        grouped.setdefault(key, []).append((start, max(stop - start, 0.0)))
+    return grouped
+
+
+def shade(ax: Axes, episodes: Sequence[Episode], palette: RulePalette, end: dt.datetime) -> None:
+    """Shade the firing spans over the axes' full height; hatched while firing at the end."""
+    for (rule, open_), ranges in spans(episodes, end).items():
+        verts = [[(x, 0.0), (x, 1.0), (x + w, 1.0), (x + w, 0.0)] for x, w in ranges]
+        collection = PolyCollection(
+            verts,
+            transform=ax.get_xaxis_transform(),  # x in dates, y from the bottom to the top
+            facecolors=palette.colour(rule),
+            edgecolors=palette.colour(rule),  # the hatch's colour
             alpha=0.13,
-            hatch="//" if episode.resolved is None else None,
-            linewidth=0,
+            hatch="//" if open_ else None,
+            linewidths=0,
             zorder=0,
         )
+        ax.add_collection(collection, autolim=False)
 
 
 def grid(ax: Axes) -> None:

@@ -22,8 +22,8 @@ from service.report.axes import (
     date_axis,
     grid,
     new_figure,
-    num,
     shade,
+    spans,
     thousands,
     times,
     values,
@@ -94,16 +94,17 @@ def rule_lanes(
         return
     shown = instances[:MAX_LANES]
     for lane, name in enumerate(shown):
-        for episode in (e for e in episodes if e.instance == name):
-            start, stop = num(episode.fired), num(episode.resolved or end)
-            colour = palette.colour(episode.rule)
+        mine = [e for e in episodes if e.instance == name]
+        for (rule, open_), ranges in spans(mine, end).items():
+            colour = palette.colour(rule)
             ax.broken_barh(
-                [(start, max(stop - start, 0.0))],
+                ranges,
                 (lane - 0.35, 0.7),
                 facecolors=colour,
                 edgecolors=colour,
                 linewidth=1.0,  # a span shorter than a pixel still shows
-                hatch="//" if episode.resolved is None else None,
+                alpha=0.45 if open_ else 1.0,  # lighter, so the hatch shows
+                hatch="//" if open_ else None,
             )
     ax.set_yticks(range(len(shown)), labels=shown, fontsize=8)
     ax.set_ylim(len(shown) - 0.5, -0.5)
@@ -205,6 +206,15 @@ def _component_stack(
         return {}
     peak = peak_var(rows, digits)
     ranked = ranked_symbols(components, None if peak is None else peak[0])
+    if not ranked:
+        ax.text(
+            0.5,
+            0.5,
+            "no component VaR in this range (not warm yet)",
+            transform=ax.transAxes,
+            ha="center",
+        )
+        return {}
     series = [(s, values(components, s)) for s in ranked[:TOP_CONTRIBUTORS]]
     colours = dict(zip(ranked, _SYMBOL_COLOURS, strict=False))
     if rest := ranked[TOP_CONTRIBUTORS:]:

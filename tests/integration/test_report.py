@@ -205,6 +205,19 @@ def test_a_range_shows_only_its_snapshots_and_episodes(
         _decode(path.read_bytes())
 
 
+def test_a_range_inside_the_warm_up_still_reports(replayed: Path, tmp_path: Path) -> None:
+    """Before min_observations every figure is null: each section says so instead of failing."""
+    html = tmp_path / "warm-up.html"
+    assert main(["report", str(replayed), "--to", "2025-02-03T00:01:45", "--html", str(html)]) == 0
+    page = inspect_html(html.read_text(encoding="utf-8"))
+    assert [i for i in page.ids if i in SECTIONS] == SECTIONS
+    assert len(page.images) == 3  # timelines, portfolio, account; no heatmap
+    assert "not warm yet" in page.text
+    assert "No rule fired in this range." in page.text
+    for png in page.images:
+        _decode(png)
+
+
 def test_an_older_replay_without_recorded_files_still_reports(
     replayed: Path, tmp_path: Path
 ) -> None:

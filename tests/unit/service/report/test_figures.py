@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from service.report.axes import RulePalette
+from service.report.axes import RulePalette, png
 from service.report.facts import RuleFacts
 from service.report.figures import (
     SIGMA_CAP,
@@ -115,3 +115,24 @@ def test_the_highest_confidence_is_drawn(columns: list[str], expected: str) -> N
 def test_no_var_column_is_an_error() -> None:
     with pytest.raises(ValueError, match="no var_D column"):
         top_confidence(["ts", "var_99_hedged", "stressed_var_99"])
+
+
+def test_a_storm_of_flapping_alerts_costs_one_shade_per_rule(tmp_path: Path) -> None:
+    """3,000 episodes of three rules firing and resolving every minute, the last of each still
+    firing: each panel gets one shaded collection per rule and state (not one per episode),
+    the still-firing spans hatched, and the figure renders."""
+    alerts = []
+    for k in range(1000):
+        for rule in ("a", "b", "c"):
+            alerts.append(alert(T0 + 2 * k * MINUTE, rule, "firing", 1.0))
+            if k < 999:
+                alerts.append(alert(T0 + (2 * k + 1) * MINUTE, rule, "resolved", 0.0))
+    out = load_replay(write_output(tmp_path / "out", snapshot_frame([0.5] * 2000), alerts))
+    assert len(out.episodes) == 3000
+    figure = timeline_figure(out, RulePalette(out.episodes))
+    for ax in figure.axes[:3]:
+        shades = [c for c in ax.collections if c.get_zorder() == 0]
+        assert len(shades) == 6
+        assert sum(c.get_hatch() == "//" for c in shades) == 3
+        assert sum(len(c.get_paths()) for c in shades) == 3000
+    assert png(figure).startswith(b"\x89PNG")
