@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.errors import RiskmonError
 from service.report import sections
 from service.report.axes import RulePalette
 from service.report.load import load_replay
@@ -47,6 +48,7 @@ def build_report(
 
     Raises:
         DataError: the directory is missing or not a replay output, or the range is empty.
+        RiskmonError: the HTML or an image cannot be written there.
     """
     out = load_replay(directory, start, end)
     palette = RulePalette(out.episodes)
@@ -63,8 +65,12 @@ def build_report(
         [*(section for section, _ in built), sections.alerts(out), sections.facts(out)],
     )
     target = html_path if html_path is not None else directory / REPORT_FILE
-    _write_atomically(target, page.encode("utf-8"))
-    written = _write_images(images_dir, images) if images_dir is not None else []
+    try:
+        written = _write_images(images_dir, images) if images_dir is not None else []
+        _write_atomically(target, page.encode("utf-8"))  # last: no report without its images
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else target
+        raise RiskmonError(f"{where}: cannot write the report ({exc.strerror or exc})") from None
     return ReportFiles(target, written)
 
 

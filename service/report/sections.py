@@ -1,7 +1,7 @@
 """The six sections of the report, each from a :class:`~service.report.load.ReplayOutput`.
 
-Figures are rendered to PNG here (:func:`service.report.axes.png`) and closed at once, so a
-long report never holds more than one figure in memory.
+Figures are rendered to PNG here (:func:`service.report.axes.png`) and dropped at once, so
+a report of many portfolios never holds more than one figure in memory.
 """
 
 from __future__ import annotations

@@ -218,6 +218,20 @@ def test_a_range_inside_the_warm_up_still_reports(replayed: Path, tmp_path: Path
         _decode(png)
 
 
+def test_an_unwritable_target_is_one_line_and_exit_code_2(
+    replayed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--html under a file, and --images naming a file: the path and the reason, exit 2."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for extra in (["--html", str(blocker / "report.html")], ["--images", str(blocker)]):
+        assert main(["report", str(replayed), "--html", str(tmp_path / "r.html"), *extra]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"riskmon: error: {blocker}")
+        assert "cannot write the report" in line
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_an_older_replay_without_recorded_files_still_reports(
     replayed: Path, tmp_path: Path
 ) -> None:
