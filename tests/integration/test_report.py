@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import shutil
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from PIL import Image
 
 from service.cli import main
 from tests.htmlcheck import PageParts, inspect_html
-from tests.replayed import T0, generated_replay
+from tests.replayed import CONFIG, T0, generated_replay
 
 SECTIONS = ["timelines", "portfolios", "accounts", "correlations", "alerts", "facts"]
 
@@ -216,6 +217,37 @@ def test_a_range_inside_the_warm_up_still_reports(replayed: Path, tmp_path: Path
     assert "No rule fired in this range." in page.text
     for png in page.images:
         _decode(png)
+
+
+def test_a_year_2100_tick_still_reports_and_a_range_narrows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A skewed clock: one tick stamped 2100 after an hour of 2023 data. The replay bounds its
+    catch-up across the 77-year gap; the report covers both ends and --to cuts the gap off."""
+    t0 = 1_700_000_000.0
+    rows = [
+        {"ts": t0 + 10.0 * i + k, "symbol": s, "price": 100.0 * (1 + 0.002 * ((i * (k + 3)) % 5))}
+        for i in range(360)
+        for k, s in enumerate(["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT"])
+    ]
+    rows.append({"ts": 4_102_444_800.0, "symbol": "AAAUSDT", "price": 100.0})
+    data, config = tmp_path / "skewed.csv", tmp_path / "replay.toml"
+    pl.DataFrame(rows).write_csv(data)
+    config.write_text(textwrap.dedent(CONFIG))
+    out = tmp_path / "out"
+    args = ["replay", str(data), "--config", str(config), "--out", str(out), "--report"]
+    assert main(args) == 0
+    assert "boundaries skipped in gaps" in capsys.readouterr().out
+    facts = dict(
+        r for r in inspect_html((out / "report.html").read_text()).table_rows if len(r) == 2
+    )
+    assert facts["replay covers"].endswith(" to 2100-01-01 00:00:00 UTC")
+    narrow = tmp_path / "narrow.html"
+    assert main(["report", str(out), "--to", "2023-11-15", "--html", str(narrow)]) == 0
+    page = inspect_html(narrow.read_text())
+    facts = dict(r for r in page.table_rows if len(r) == 2)
+    assert facts["this report shows"].startswith("2023-11-14 22:13:30 to 2023-11-14 23:")
+    assert len(page.images) == 4
 
 
 def test_an_unwritable_target_is_one_line_and_exit_code_2(
