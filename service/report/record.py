@@ -9,6 +9,8 @@
   only up to 30 symbols; this file holds the two matrices at any size.
 - ``alert_peaks.jsonl``: per alert episode, the most extreme value its metric reached while
   firing (the highest for ``>``/``>=`` rules, the lowest for ``<``/``<=``) and when.
+
+:meth:`RunRecorder.write` also writes ``run.json`` (:mod:`service.report.facts`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class _PortfolioBlock:
 class ComponentTable:
     """Accumulates the component VaR of each portfolio's positions, snapshot by snapshot.
 
-    A snapshot costs a few tuple references (about 2 µs); the arrays are built once, at the end.
+    A snapshot costs a few tuple references (a few µs); the arrays are built once, at the end.
     """
 
     def __init__(self, confidences: Sequence[float]) -> None:
