@@ -28,16 +28,18 @@ test: lint typecheck system-deps deploy-check
 
 # Debian's Prometheus 2.42 (prometheus, promtool) and Alertmanager 0.25
 # (prometheus-alertmanager, amtool), for deploy-check and tests/integration/test_prometheus.py,
-# and NATS 2.9 (nats-server) for tests/integration/test_bus.py and benchmarks/bus_throughput.py.
+# NATS 2.9 (nats-server) for tests/integration/test_bus.py and benchmarks/bus_throughput.py,
+# and Chromium (chromium) for tests/integration/test_report_browser.py.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
 		|| ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null \
-		|| ! { command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null; then \
+		|| ! { command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null \
+		|| ! command -v chromium >/dev/null; then \
 		$(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-			prometheus prometheus-alertmanager nats-server; \
+			prometheus prometheus-alertmanager nats-server chromium; \
 	fi
 
 deploy-check: system-deps

@@ -1,4 +1,4 @@
-"""The ``riskmon`` command line: check-config, replay, run, demo.
+"""The ``riskmon`` command line: check-config, replay, report, run, demo.
 
 Exit codes: 0 success, 2 a user error (bad config, bad data), 1 a bug.
 """
@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         default="2m",
         help='with --send-alerts: wait at most this long for the receivers (default "2m")',
     )
+    rep.add_argument(
+        "--report", action="store_true", help="also write report.html next to the outputs"
+    )
+    _report_parser(sub)
     run = sub.add_parser("run", help="run the live daemon")
     run.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
     run.add_argument("--duration", default=None, help='stop after this long, e.g. "10m"')
@@ -70,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser("report", help="turn a replay's output directory into one HTML file")
+    report.add_argument("out_dir", type=Path, help="a `riskmon replay --out` directory")
+    report.add_argument("--html", type=Path, default=None, help="default: OUT_DIR/report.html")
+    report.add_argument("--from", dest="start", default=None, help="first time shown (UTC)")
+    report.add_argument("--to", dest="end", default=None, help="end of the range, exclusive")
+    report.add_argument("--images", type=Path, default=None, help="also write the PNGs here")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -78,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.file)
         if args.command == "replay":
             return _replay(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "run":
             return _run(args)
         if args.command == "test-alert":
@@ -124,6 +139,23 @@ def _replay(args: argparse.Namespace) -> int:
         send_alerts_s=send_timeout if args.send_alerts else None,
     )
     _print_summary(summary, sys.stdout)
+    if args.report:
+        from service.report.build import build_report
+
+        print(f"report           {build_report(args.out).html}")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from service.report.build import build_report
+    from service.report.load import parse_time
+
+    start = None if args.start is None else parse_time(args.start, "--from")
+    end = None if args.end is None else parse_time(args.end, "--to")
+    files = build_report(args.out_dir, args.html, start=start, end=end, images_dir=args.images)
+    print(files.html)
+    for image in files.images:
+        print(image)
     return EXIT_OK
 
 

@@ -27,6 +27,8 @@ from monitor.risk.snapshot import RiskSnapshot
 from monitor.rules import RuleEngine
 from monitor.table import AccountTable, SnapshotTable, reported_pairs
 from service.alerting import ReplayDelivery, deliver_replay
+from service.report.facts import run_facts
+from service.report.record import RunRecorder
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ def replay(
             config.risk.confidence,
         )
         accounts = AccountTable(config.risk.confidence)
+        ops = {rule.name: rule.op for rule in config.rules}
+        recorder = RunRecorder(config.risk.confidence, rules, ops)  # for `riskmon report`
         states: Counter[str] = Counter()
         first: list[AlertEvent] = []
         notes: list[Notification] = []
@@ -112,6 +116,7 @@ def replay(
             def sink(snap: RiskSnapshot, events: list[AlertEvent]) -> None:
                 table.add(snap)
                 accounts.add(snap)
+                recorder.add(snap, events)
                 if send_alerts_s is not None:
                     url = config.server.dashboard_url
                     notes.extend(notify.build(e, rules_by_name, snap, url) for e in events)
@@ -131,12 +136,22 @@ def replay(
         if config.accounts:
             accounts.to_frame().write_parquet(work / "accounts.parquet")
             outputs.append("accounts.parquet")
+        skipped = Counter(dict(source.skipped))
+        skipped.update({k: v for k, v in engine.rejected_by_reason().items() if v})
+        outputs += recorder.write(
+            work,
+            run_facts(
+                config,
+                data,
+                out_dir,
+                recorder.counts(source.total_rows, engine.ticks, skipped),
+                candle_interval_s=candle_interval_s,
+            ),
+        )
         delivery = None
         if send_alerts_s is not None:
             delivery = asyncio.run(deliver_replay(config, notes, work, send_alerts_s))
         _publish(work, out_dir, outputs)
-        skipped = Counter(dict(source.skipped))
-        skipped.update({k: v for k, v in engine.rejected_by_reason().items() if v})
     return ReplaySummary(
         rows=source.total_rows,
         accepted=engine.ticks,

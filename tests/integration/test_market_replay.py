@@ -10,12 +10,15 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from PIL import Image
 
 from benchmarks.crash_report import crash_table
 from service.cli import main
 from tests.conftest import REPO, require_market_file
+from tests.htmlcheck import inspect_html
 
 
 def _replay(config: Path, out: Path) -> tuple[Path, str]:
@@ -88,3 +91,33 @@ def test_correlation_rule_fires_as_the_crash_begins(replay_out: tuple[Path, str]
         if e["rule"] == "market-correlation-spike" and e["state"] == "firing"
     ]
     assert any("2025-02-02T18:00" <= ts < "2025-02-03T06:00" for ts in fired), fired
+
+
+def test_the_report_of_the_crash_week_draws_the_readme_images(
+    replay_out: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`riskmon report --from 2025-01-30 --to 2025-02-07`: timelines, the book, heatmaps; the
+    three rules of the crash in the alert table; and the README's images are what this
+    command draws (same size, nearly the same pixels: regenerate them as the README says
+    when a figure changes)."""
+    out, _ = replay_out
+    html, images = tmp_path / "crash.html", tmp_path / "images"
+    args = ["report", str(out), "--html", str(html), "--images", str(images)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*args, "--from", "2025-01-30", "--to", "2025-02-07"]) == 0
+    page = inspect_html(html.read_text(encoding="utf-8"))
+    assert len(page.images) == 3
+    assert page.external == []
+    rules = {r[0] for r in page.table_rows if len(r) == 8 and r[0] != "rule"}
+    assert rules == {
+        "market-correlation-spike",
+        "absorption-ratio-shift",
+        "equal-long-var-limit [portfolio=equal-long]",
+    }
+    for name in ("timelines.png", "portfolio-equal-long.png", "correlations.png"):
+        drawn = np.asarray(Image.open(images / name).convert("L"), dtype=np.float64)
+        shown = np.asarray(
+            Image.open(REPO / "docs" / "images" / "crash" / name).convert("L"), dtype=np.float64
+        )
+        assert drawn.shape == shown.shape, name
+        assert np.abs(drawn - shown).mean() < 2.0, f"docs/images/crash/{name} is out of date"
