@@ -138,7 +138,9 @@ def snapshot_json(snap: RiskSnapshot) -> dict[str, Any]:
 
 def _account_json(account: AccountRisk) -> Any:
     """An account's figures; its hedge is under ``hedges``."""
-    return _finite_json(dataclasses.asdict(dataclasses.replace(account, hedge=None)))
+    figures = dataclasses.asdict(dataclasses.replace(account, hedge=None))
+    del figures["hedge"]
+    return _finite_json(figures)
 
 
 def _hedges_json(snap: RiskSnapshot) -> list[dict[str, Any]]:
