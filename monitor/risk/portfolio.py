@@ -15,6 +15,8 @@ currency, and the P&L over a horizon h is ``e' r`` for log returns r with covari
 - Cornish-Fisher shape: skewness and excess kurtosis of the snapshot-interval P&L standardised by
   its ex-ante sigma, EWMA-weighted at the slow half-life, scaled to the horizon as for i.i.d.
   sums (skew / sqrt(n), kurtosis / n, n = horizon / interval).
+- Hedge: with ``hedge_with``, the minimum-variance hedge of the positions with those
+  instruments (:mod:`monitor.risk.hedge`); a position in one of them counts as held hedge.
 """
 
 from __future__ import annotations

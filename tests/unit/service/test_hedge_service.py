@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from monitor.config.loading import load_config
 from monitor.config.schema import Config
 from monitor.engine import Engine
 from monitor.risk.snapshot import RiskSnapshot
@@ -183,8 +184,6 @@ def test_every_hedge_family_is_documented_with_its_labels(
 
 def test_workers_run_each_hedge_rule_instance_once(tmp_path: Path) -> None:
     """Unlabelled: the market's worker runs it whole; another runs it for its portfolios."""
-    from monitor.config.loading import load_config
-
     path = tmp_path / "riskmon.toml"
     path.write_text(BASE, encoding="utf-8")
     config = load_config(path, environ={})
@@ -199,3 +198,19 @@ def test_workers_run_each_hedge_rule_instance_once(tmp_path: Path) -> None:
     config = load_config(path, environ={})
     assert len(engine_config(config, select(config, ["main"], None)).rules) == 1
     assert engine_config(config, select(config, ["other"], None)).rules == ()
+
+
+def test_a_worker_tracks_the_hedge_instruments_of_its_portfolios(tmp_path: Path) -> None:
+    """A worker with only "other" still tracks ETH, which only "main" holds and hedges with."""
+    path = tmp_path / "riskmon.toml"
+    path.write_text(
+        BASE.replace(
+            'hedge_with = ["BTCUSD"]\n\n[[accounts]]', 'hedge_with = ["ETHUSD"]\n\n[[accounts]]'
+        ).replace('symbols = ["BTCUSD", "ETHUSD", "SOLUSD"]', 'symbols = ["BTCUSD", "SOLUSD"]'),
+        encoding="utf-8",
+    )
+    config = load_config(path, environ={})
+    worker = engine_config(config, select(config, ["other"], None))
+    assert [p.name for p in worker.portfolios] == ["other"]
+    assert "ETHUSD" in worker.tracked_symbols
+    assert "ETHUSD" not in worker.priced_symbols

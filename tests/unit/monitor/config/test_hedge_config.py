@@ -9,7 +9,7 @@ import pytest
 from monitor.config.loading import load_config
 from monitor.config.schema import Config
 from monitor.errors import ConfigError
-from service.roles import engine_config, select
+from tests.conftest import REPO
 
 BASE = """
 [universe]
@@ -100,15 +100,6 @@ def test_a_symbol_priced_only_by_another_book_may_hedge(tmp_path: Path) -> None:
     assert config.portfolios[0].hedge_with == ("XRPUSDT",)
 
 
-def test_a_worker_tracks_the_hedge_instruments_of_its_portfolios(tmp_path: Path) -> None:
-    """A worker with only "main" still tracks XRP, which only "alts" holds."""
-    config = load(tmp_path, BASE.replace("HEDGE", '["XRPUSDT"]'))
-    worker = engine_config(config, select(config, ["main"], None))
-    assert [p.name for p in worker.portfolios] == ["main"]
-    assert "XRPUSDT" in worker.tracked_symbols
-    assert "XRPUSDT" not in worker.priced_symbols
-
-
 def rule(labels: str = "") -> str:
     return f"""
 [[rules]]
@@ -161,3 +152,21 @@ def test_hedge_drift_rules_load(tmp_path: Path, labels: str) -> None:
     text = BASE.replace("HEDGE", '["BTCUSDT"]') + ACCOUNT.replace("HEDGE", '["BTCUSDT"]')
     (loaded,) = load(tmp_path, text + rule(labels)).rules
     assert loaded.metric == "hedge_drift"
+
+
+def test_the_shipped_configs_hedge_and_the_commented_rule_loads(tmp_path: Path) -> None:
+    """config/riskmon.toml hedges "main" with ETH; its commented hedge_drift rule is valid."""
+    shipped = REPO / "config" / "riskmon.toml"
+    assert load_config(shipped, environ={}).portfolios[0].hedge_with == ("ETHUSDT",)
+    replay = load_config(REPO / "config" / "example-replay.toml", environ={})
+    assert replay.portfolios[0].hedge_with == ("BTCUSDT", "ETHUSDT")
+    lines = shipped.read_text().splitlines()
+    start = lines.index("# [[rules]]")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("# "):
+            break
+        block.append(line[2:])
+    config = load(tmp_path, shipped.read_text() + "\n" + "\n".join(block) + "\n")
+    (stale,) = [r for r in config.rules if r.metric == "hedge_drift"]
+    assert stale.labels.get("portfolio") == "main"
