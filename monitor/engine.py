@@ -180,7 +180,7 @@ class Engine:
             for where, detail in account_problems(account):
                 path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in where)
                 raise ConfigError(f"accounts[{i}]{path}: {detail}")
-            needed = (*account.symbols(), *account.hedge_with)
+            needed = (*account.symbols(), *(account.hedge_with or ()))
             unknown = [s for s in needed if s not in self._index]
             if unknown:
                 raise ConfigError(

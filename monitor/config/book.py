@@ -138,7 +138,7 @@ class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
         collateral: balances.
         positions: positions, each instrument once.
         hedge_with: engine symbols that may be traded to hedge the book's delta (a linear
-            perpetual of one unit of the symbol per contract); none (the default): no hedge.
+            perpetual of one unit of the symbol per contract); None (the default): no hedge.
     """
 
     name: Name
@@ -149,7 +149,7 @@ class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     brackets: tuple[BracketRow, ...] = ()
     collateral: tuple[CollateralConfig, ...] = ()
     positions: tuple[BookPosition, ...] = ()
-    hedge_with: HedgeWith = ()
+    hedge_with: HedgeWith | None = None
 
     def symbols(self) -> Iterator[str]:
         """Engine symbols the account needs priced (may repeat)."""
@@ -220,11 +220,11 @@ def account_problems(account: AccountConfig) -> Iterator[tuple[tuple[str | int, 
 
 
 def hedge_with_problems(
-    hedge_with: Sequence[str],
+    hedge_with: Sequence[str] | None,
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """``(key, detail)`` for a symbol listed twice in ``hedge_with``."""
     seen: set[str] = set()
-    for i, symbol in enumerate(hedge_with):
+    for i, symbol in enumerate(hedge_with or ()):
         if symbol in seen:
             yield ("hedge_with", i), f'"{symbol}" appears twice; expected each symbol once'
         seen.add(symbol)

@@ -229,7 +229,7 @@ def _hedge_problems(config: Config) -> Iterator[Problem]:
         if section == "portfolios":  # an account's duplicates are among its account_problems
             for where, detail in hedge_with_problems(hedge_with):
                 yield Problem((section, index, *where), detail)
-        for pos, symbol in enumerate(hedge_with):
+        for pos, symbol in enumerate(hedge_with or ()):
             if symbol not in priced:
                 detail = (
                     f'"{symbol}" is not priced by this config; expected a symbol of [universe] '

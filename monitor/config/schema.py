@@ -131,13 +131,13 @@ class PortfolioConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         base_currency: currency that prices and values are expressed in.
         positions: holdings, each symbol once.
         hedge_with: engine symbols that may be traded to hedge the portfolio (minimum-variance
-            hedge, :mod:`monitor.risk.hedge`); none (the default): no hedge.
+            hedge, :mod:`monitor.risk.hedge`); None (the default): no hedge.
     """
 
     name: Annotated[str, Meta(pattern=NAME_PATTERN)]
     base_currency: str = "USD"
     positions: Annotated[tuple[PositionConfig, ...], Meta(min_length=1)]
-    hedge_with: HedgeWith = ()
+    hedge_with: HedgeWith | None = None
 
 
 class RuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -447,5 +447,5 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
         symbols = dict.fromkeys(self.priced_symbols)
         hedges = [p.hedge_with for p in self.portfolios] + [a.hedge_with for a in self.accounts]
         for hedge_with in hedges:
-            symbols.update(dict.fromkeys(hedge_with))
+            symbols.update(dict.fromkeys(hedge_with or ()))
         return tuple(symbols)

@@ -59,7 +59,7 @@ class AccountHedge:
         option_var: OptionVar | None,
     ) -> None:
         index = {s: i for i, s in enumerate(symbols)}
-        hedge_with = account.hedge_with
+        hedge_with = account.hedge_with or ()
         self._set = HedgeSet(hedge_with, index, risk_idx.tolist(), risk)
         self._held = np.array([_held(account, s) for s in hedge_with], dtype=np.float64)
         self._risk_idx = risk_idx

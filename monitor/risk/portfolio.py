@@ -81,7 +81,7 @@ class PortfolioModel:
         self._min_obs = estimator.min_observations
         self._shape = EwmaMoments(estimator.slow_halflife)
         self._interval = EwmaMoments(estimator.slow_halflife)
-        hedge_with = config.hedge_with
+        hedge_with = config.hedge_with or ()
         self._hedge = HedgeSet(hedge_with, index, self._idx.tolist(), risk) if hedge_with else None
         held = {p.symbol: p.quantity for p in config.positions}
         self._held = np.array([held.get(s, 0.0) for s in hedge_with], dtype=np.float64)

@@ -7,7 +7,9 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -15,9 +17,11 @@ from prometheus_client.registry import Collector
 from monitor.config.loading import load_config
 from monitor.config.schema import Config
 from monitor.engine import Engine
+from monitor.errors import ConfigError
 from monitor.risk.snapshot import RiskSnapshot
 from service.hedge_metrics import hedge_families
 from service.http import snapshot_json
+from service.positions_store import decode_positions, load_positions, save_positions
 from service.roles import engine_config, select
 from tests.conftest import REPO
 
@@ -214,3 +218,18 @@ def test_a_worker_tracks_the_hedge_instruments_of_its_portfolios(tmp_path: Path)
     assert [p.name for p in worker.portfolios] == ["other"]
     assert "ETHUSD" in worker.tracked_symbols
     assert "ETHUSD" not in worker.priced_symbols
+
+
+def test_posted_accounts_keep_their_hedge_across_a_restart(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    """positions.json round-trips accounts with and without hedge_with (a restart reads it)."""
+    config = make_config(base=BASE)
+    hedged = config.accounts[0]
+    plain = msgspec.structs.replace(hedged, name="plain", hedge_with=None)
+    path = tmp_path / "positions.json"
+    save_positions(path, (hedged, plain))
+    assert load_positions(path) == (hedged, plain)
+    body = b'{"accounts": [{"name": "x", "hedge_with": []}]}'
+    with pytest.raises(ConfigError, match="hedge_with"):
+        decode_positions(body)

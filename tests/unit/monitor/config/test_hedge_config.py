@@ -57,7 +57,7 @@ def error(tmp_path: Path, text: str) -> str:
 def test_hedge_with_loads_and_defaults_to_none(tmp_path: Path) -> None:
     config = load(tmp_path, BASE.replace("HEDGE", '["BTCUSDT", "ETHUSDT"]'))
     assert config.portfolios[0].hedge_with == ("BTCUSDT", "ETHUSDT")
-    assert config.portfolios[1].hedge_with == ()
+    assert config.portfolios[1].hedge_with is None
 
 
 @pytest.mark.parametrize(
