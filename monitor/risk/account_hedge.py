@@ -18,6 +18,7 @@ that neutralises delta and the vega a one-sigma vol-of-vol shock would cost, per
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -91,16 +92,7 @@ class AccountHedge:
         hedge = self._set.risk(price, cov_rate, ready, exposure, self._held)
         if self._option_var is None:
             return hedge
-        deltas = self._deltas(ts, price, greeks, marks, iv_variance)
-        return HedgeRisk(
-            legs=hedge.legs,
-            tails=hedge.tails,
-            effectiveness=hedge.effectiveness,
-            drift=hedge.drift,
-            condition_index=hedge.condition_index,
-            reason=hedge.reason,
-            delta=deltas,
-        )
+        return dataclasses.replace(hedge, delta=self._deltas(ts, price, greeks, marks, iv_variance))
 
     def _deltas(
         self,

@@ -115,6 +115,7 @@ class HedgeSet:
         columns = dict.fromkeys([*(int(i) for i in book), *(index[s] for s in hedge_with)])
         position = {column: k for k, column in enumerate(columns)}
         self._columns = np.array(list(columns), dtype=np.int64)
+        self._grid = np.ix_(self._columns, self._columns)
         self._book = np.array([position[int(i)] for i in book], dtype=np.int64)
         self._hedge = np.array([position[index[s]] for s in hedge_with], dtype=np.int64)
         self._levels = [(c, hedge_factors(risk.distribution, c, risk.dof)) for c in risk.confidence]
@@ -144,9 +145,11 @@ class HedgeSet:
             held: units of each instrument the book holds.
         """
         cols = self._columns
-        cov = cov_rate[np.ix_(cols, cols)] * self._horizon_s
         if not ready[cols].all():
-            cov = np.full_like(cov, np.nan)
+            return hedge_risk(
+                self.symbols, Solution(reason=NO_DATA), held, price[self.columns], self._levels
+            )
+        cov = cov_rate[self._grid] * self._horizon_s
         book = np.zeros(len(cols))
         np.add.at(book, self._book, exposure)
         hedge_price = price[self.columns]
@@ -166,24 +169,27 @@ def minimum_variance(
         price: price of each instrument.
         held: units of each instrument the book holds.
     """
-    if not (np.isfinite(cov).all() and np.isfinite(exposure).all()):
+    cov_e = cov @ exposure
+    variance = float(exposure @ cov_e)
+    if not (math.isfinite(variance) and np.isfinite(cov).all()):  # NaN anywhere, or inf
         return Solution(reason=NO_DATA)
-    if not (np.isfinite(price).all() and (price > 0.0).all()):
+    if not (price > 0.0).all() or not math.isfinite(float(price.sum())):
         return Solution(reason=NO_DATA)
-    variance = max(float(exposure @ cov @ exposure), 0.0)
-    sd = np.sqrt(np.maximum(np.diag(cov)[hedge], 0.0))
+    variance = max(variance, 0.0)
+    rows = cov[hedge]
+    block = rows[:, hedge]
+    sd = np.sqrt(np.maximum(block.diagonal(), 0.0))
     if not (sd > 0.0).all():
         return Solution(variance, reason=NO_MOVE)
     rest = exposure.copy()
     rest[hedge] -= held * price
-    corr = cov[np.ix_(hedge, hedge)] / np.outer(sd, sd)
-    values, vectors = np.linalg.eigh(corr)
+    values, vectors = np.linalg.eigh(block / sd[:, None] / sd[None, :])
     top = float(values[-1])
     index = math.sqrt(top / float(values[0])) if values[0] > 0.0 else math.inf
     if not index <= MAX_CONDITION_INDEX:
         reason = f"ill-conditioned: condition index {index:.4g} > {MAX_CONDITION_INDEX:g}"
         return Solution(variance, condition_index=index, reason=reason)
-    target = (cov[hedge] @ rest) / sd
+    target = (rows @ rest) / sd
     usd = -(vectors @ ((vectors.T @ target) / values)) / sd  # USD exposure of each instrument
     hedged = rest.copy()
     hedged[hedge] += usd
@@ -246,10 +252,11 @@ def book_drift(held: FloatArray, quantity: FloatArray, price: FloatArray) -> flo
     """``||(held - quantity) p|| / ||quantity p||``; None when nothing is held or the hedge is 0."""
     if not np.any(held != 0.0):
         return None
-    norm = float(np.linalg.norm(quantity * price))
+    usd, off = quantity * price, (held - quantity) * price
+    norm = float(usd @ usd)
     if not norm > 0.0:
         return None
-    return float(np.linalg.norm((held - quantity) * price)) / norm
+    return math.sqrt(float(off @ off) / norm)
 
 
 def _leg(

@@ -418,3 +418,22 @@ def test_a_hedge_instrument_that_never_ticks_leaves_the_portfolio_figures(
     hedge = hedge_of(risk)
     assert_null(hedge)
     assert hedge.reason == NO_DATA
+
+
+def test_a_restart_from_a_checkpoint_reports_the_same_hedge(make_config: MakeConfig) -> None:
+    """The hedge is a function of the estimator state: restored, it reads the same figures."""
+    config = book_config(make_config, hedges='"HH1", "HH2"')
+    engine = Engine(config)
+    cov = covariance([0.05, 0.03, 0.04], [[1, 0.7, 0.5], [0.7, 1, 0.4], [0.5, 0.4, 1]])
+    logp = simulate(cov, 1.0, 60.0, seed=9)
+    ts = 1.7e9 + 60.0 * np.repeat(np.arange(1, len(logp) + 1), 3)
+    engine.ingest(ts, np.tile(np.array(engine.symbols), len(logp)), np.exp(logp).ravel())
+    before = engine.snapshot(float(ts[-1])).portfolio("book")
+    restored = Engine(config)
+    restored.import_state(engine.export_state())
+    after = restored.snapshot(float(ts[-1])).portfolio("book")
+    assert before is not None
+    assert after is not None
+    assert before.hedge is not None
+    assert before.hedge.legs[0].quantity is not None
+    assert after.hedge == before.hedge
