@@ -1,7 +1,8 @@
 """Turn an alert event into a notification a person can act on.
 
 The words name the rule, the portfolio, the value against the threshold and the figures behind
-it: the most correlated pairs of the universe and the largest component VaR of the portfolio.
+it: the most correlated pairs of the universe, the largest component VaR of the portfolio, and
+for a book with ``hedge_with`` what to trade now (:mod:`alerts.hedge_words`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from alerts.hedge_words import hedge_details
 from alerts.notification import Notification
 from alerts.text import format_number
 from monitor.config.schema import RuleConfig
@@ -34,6 +36,7 @@ _WORDS = {
     "price": "the price",
     "volatility": "the volatility",
     "correlation": "the correlation",
+    "hedge_drift": "the hedge drift",
 }
 
 
@@ -107,7 +110,20 @@ def _details(event: AlertEvent, snap: RiskSnapshot | None) -> tuple[tuple[str, s
         )
         if tail.var is not None and tail.stressed_var is not None:
             out.append(("VaR / stressed VaR", f"{tail.var:,.0f} / {tail.stressed_var:,.0f}"))
+    out.extend(_hedge(event, snap))
     return tuple(out)
+
+
+def _hedge(event: AlertEvent, snap: RiskSnapshot) -> list[tuple[str, str]]:
+    """The hedge suggestion of the event's portfolio or account, when it has ``hedge_with``."""
+    account = dict(event.labels).get("account")
+    if account is not None:
+        held = snap.account(account)
+        hedge, where = (None if held is None else held.hedge), f"account {account}"
+    else:
+        risk = snap.portfolio(event.portfolio) if event.portfolio else None
+        hedge, where = (None if risk is None else risk.hedge), f"portfolio {event.portfolio}"
+    return [] if hedge is None else hedge_details(where, hedge)
 
 
 def _top_pairs(snap: RiskSnapshot, n: int) -> str:

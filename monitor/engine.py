@@ -180,7 +180,8 @@ class Engine:
             for where, detail in account_problems(account):
                 path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in where)
                 raise ConfigError(f"accounts[{i}]{path}: {detail}")
-            unknown = [s for s in account.symbols() if s not in self._index]
+            needed = (*account.symbols(), *(account.hedge_with or ()))
+            unknown = [s for s in needed if s not in self._index]
             if unknown:
                 raise ConfigError(
                     f"accounts[{i}] ({account.name}): {', '.join(dict.fromkeys(unknown))} not "

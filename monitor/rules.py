@@ -7,7 +7,8 @@ resolved is an :class:`~monitor.model.AlertEvent`. A value that is not ready (No
 nothing: a pending rule stays pending and a firing rule keeps firing until a real value clears it.
 
 A rule on a portfolio metric without a ``portfolio`` label runs one instance per portfolio, and
-one on an account metric without an ``account`` label one instance per account.
+one on an account metric without an ``account`` label one instance per account; one on
+``hedge_drift`` without either label one instance per portfolio and one per account.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from monitor.model import AlertEvent, AlertState, Severity
-from monitor.risk.snapshot import RiskSnapshot, is_account_metric, is_portfolio_metric, metric_value
+from monitor.risk.snapshot import (
+    RiskSnapshot,
+    is_account_metric,
+    is_hedge_metric,
+    is_portfolio_metric,
+    metric_value,
+)
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -144,6 +151,8 @@ def _instances(
         pairs = [(t, {**labels, "portfolio": t}) for t in targets]
     elif is_account_metric(rule.metric) and "account" not in labels:
         pairs = [(None, {**labels, "account": a}) for a in accounts]
+    elif is_hedge_metric(rule.metric):
+        pairs = _hedged_books(labels, portfolios, accounts)
     for target, full in pairs:
         yield RuleInstance(
             rule=rule.name,
@@ -156,6 +165,19 @@ def _instances(
             for_s=rule.for_,
             severity=Severity(str(getattr(rule.severity, "value", rule.severity))),
         )
+
+
+def _hedged_books(
+    labels: dict[str, str], portfolios: Sequence[str], accounts: Sequence[str]
+) -> list[tuple[str | None, dict[str, str]]]:
+    """(portfolio, labels) of each instance of a hedge rule: the labelled book, else every one."""
+    if "portfolio" in labels:
+        return [(labels["portfolio"], labels)]
+    if "account" in labels:
+        return [(None, labels)]
+    return [(p, {**labels, "portfolio": p}) for p in portfolios] + [
+        (None, {**labels, "account": a}) for a in accounts
+    ]
 
 
 class RuleEngine:

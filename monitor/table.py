@@ -2,7 +2,9 @@
 
 Columns: ``ts`` (UTC datetime), ``portfolio``, the market figures, the portfolio figures,
 ``var_D``, ``cvar_D`` and ``stressed_var_D`` per confidence (D = digits after "0."), and
-``corr:<A>:<B>`` per reported pair. Figures that are not ready are null.
+``corr:<A>:<B>`` per reported pair. With ``hedge_with`` configured, the hedge columns of
+:func:`hedge_columns` follow (null on the rows of books without that instrument). Figures
+that are not ready are null.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from monitor.risk.snapshot import PortfolioRisk, RiskSnapshot, TailRisk
+from monitor.risk.snapshot import HedgeRisk, PortfolioRisk, RiskSnapshot, TailRisk
 
 MARKET_COLUMNS = (
     "avg_correlation",
@@ -64,6 +66,7 @@ class SnapshotTable:
                 self._columns[f"{kind}_{digits}"] = []
         for a, b in self._pairs:
             self._columns[f"corr:{a}:{b}"] = []
+        self._hedge_names: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._columns["ts"])
@@ -85,6 +88,17 @@ class SnapshotTable:
                 self._add_tail(digits, tail)
             for (a, b), value in zip(self._pairs, pair_values, strict=True):
                 cols[f"corr:{a}:{b}"].append(value)
+            self._add_hedge(None if risk is None else risk.hedge)
+
+    def _add_hedge(self, hedge: HedgeRisk | None) -> None:
+        """The row's hedge columns; a column first seen now is null on the earlier rows."""
+        values = hedge_columns(hedge, self._tails)
+        rows = len(self)
+        for name, value in values.items():
+            self._columns.setdefault(name, [None] * (rows - 1)).append(value)
+        for name in self._hedge_names - values.keys():
+            self._columns[name].append(None)
+        self._hedge_names.update(values)
 
     def _add_tail(self, digits: str, tail: TailRisk | None) -> None:
         for kind in ("var", "cvar", "stressed_var"):
@@ -110,6 +124,30 @@ class SnapshotTable:
         return frame.with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
 
 
+def hedge_columns(
+    hedge: HedgeRisk | None, tails: Sequence[tuple[float, str]]
+) -> dict[str, float | None]:
+    """A book's hedge as columns (none without ``hedge_with``).
+
+    ``hedge_qty:<S>`` (the minimum-variance holding of each instrument, units), ``var_D_hedged``
+    per confidence, ``hedge_effectiveness``, ``hedge_drift``, and for accounts with options
+    ``delta_perp:<S>`` (the perp trade that zeroes the delta on S) and ``vega_cost:<S>`` (the
+    loss of a one-sigma vol-of-vol shock).
+    """
+    if hedge is None:
+        return {}
+    out: dict[str, float | None] = {f"hedge_qty:{leg.symbol}": leg.quantity for leg in hedge.legs}
+    for confidence, digits in tails:
+        tail = hedge.tail(confidence)
+        out[f"var_{digits}_hedged"] = None if tail is None else tail.var_hedged
+    out["hedge_effectiveness"] = hedge.effectiveness
+    out["hedge_drift"] = hedge.drift
+    for d in hedge.delta:
+        out[f"delta_perp:{d.symbol}"] = d.perp_quantity
+        out[f"vega_cost:{d.symbol}"] = d.vega_cost
+    return out
+
+
 ACCOUNT_COLUMNS = (
     "equity",
     "margin_balance",
@@ -129,8 +167,8 @@ class AccountTable:
     Columns: ``ts``, ``account``, :data:`ACCOUNT_COLUMNS`, then ``var_D`` (the account's VaR:
     full-revaluation Monte Carlo for books with options, delta-equivalent otherwise) and
     ``dg_var_D`` (delta-gamma, null where Cornish-Fisher is not monotone) per confidence, and
-    ``liq_down:<S>`` / ``liq_up:<S>``, the liquidating move of each symbol alone. Figures that
-    are not ready are null.
+    ``liq_down:<S>`` / ``liq_up:<S>``, the liquidating move of each symbol alone, and with
+    ``hedge_with`` the columns of :func:`hedge_columns`. Figures that are not ready are null.
     """
 
     def __init__(self, confidences: Sequence[float]) -> None:
@@ -153,6 +191,7 @@ class AccountTable:
             for liq in account.liquidation:
                 row[f"liq_down:{liq.symbol}"] = liq.down
                 row[f"liq_up:{liq.symbol}"] = liq.up
+            row.update(hedge_columns(account.hedge, self._tails))
             self._rows.append(row)
 
     def to_frame(self) -> pl.DataFrame:

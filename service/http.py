@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from monitor.config.book import AccountConfig, PositionsUpdate
 from monitor.config.schema import ServerConfig
 from monitor.errors import ConfigError
-from monitor.risk.snapshot import PortfolioRisk, RiskSnapshot
+from monitor.risk.snapshot import AccountRisk, HedgeRisk, PortfolioRisk, RiskSnapshot
 from service.daemon import Daemon
 from service.positions_store import decode_positions
 
@@ -131,8 +131,29 @@ def snapshot_json(snap: RiskSnapshot) -> dict[str, Any]:
         },
         "market": {name: getattr(m, name) for name in m.__slots__},
         "portfolios": [_portfolio_json(p) for p in snap.portfolios],
-        "accounts": [_finite_json(dataclasses.asdict(a)) for a in snap.accounts],
+        "accounts": [_account_json(a) for a in snap.accounts],
+        "hedges": _hedges_json(snap),
     }
+
+
+def _account_json(account: AccountRisk) -> Any:
+    """An account's figures; its hedge is under ``hedges``."""
+    figures = dataclasses.asdict(dataclasses.replace(account, hedge=None))
+    del figures["hedge"]
+    return _finite_json(figures)
+
+
+def _hedges_json(snap: RiskSnapshot) -> list[dict[str, Any]]:
+    """One entry per book with ``hedge_with``: ``portfolio`` or ``account``, then its figures."""
+    books: list[tuple[str, str, HedgeRisk | None]] = [
+        *(("portfolio", p.name, p.hedge) for p in snap.portfolios),
+        *(("account", a.name, a.hedge) for a in snap.accounts),
+    ]
+    return [
+        {kind: name, **_finite_json(dataclasses.asdict(hedge))}
+        for kind, name, hedge in books
+        if hedge is not None
+    ]
 
 
 def _finite_json(value: Any) -> Any:

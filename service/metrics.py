@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from alerts.episodes import Suppressed
 from monitor.risk.snapshot import RiskSnapshot
+from service.hedge_metrics import hedge_families
 
 if TYPE_CHECKING:
     from alerts.dispatcher import Dispatcher
@@ -102,6 +103,7 @@ class RiskCollector(Collector):
             yield from _market(snap, daemon.config.universe.watch_pairs)
             yield from _portfolios(snap)
             yield from _accounts(snap)
+            yield from hedge_families(snap)
         yield from _engine(daemon)
         yield from _feeds(daemon, self._clock(), self._wall())
         yield from _rules(daemon)

@@ -8,7 +8,9 @@
   ``--portfolios A,B`` or ``--shard I/N`` (the portfolios at positions I, I+N, ... in config
   order) choose its portfolios. Portfolio rules go to the worker holding their portfolio (or
   to every worker, unlabelled); market, symbol, pair and account rules only to the worker that
-  holds the first configured portfolio, so each alert fires once; feed staleness rules need
+  holds the first configured portfolio, so each alert fires once (``hedge_drift`` follows its
+  labelled book; unlabelled, its account instances run there and its portfolio instances on
+  each portfolio's worker); feed staleness rules need
   the router and are not evaluated by workers (the feeds role exports
   ``riskmon_feed_staleness_seconds`` for Prometheus).
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +30,7 @@ import msgspec
 import structlog
 
 from monitor.config.catalogue import MetricKind, lookup_metric
-from monitor.config.schema import Config, RuleConfig
+from monitor.config.schema import Config, Labels, RuleConfig
 from monitor.errors import ConfigError
 from service.bus_metrics import BusCollector
 from service.daemon import AlertListener, Daemon
@@ -101,7 +103,8 @@ def select(
 def engine_config(config: Config, selection: Selection) -> Config:
     """``config`` as one engine worker runs it: its portfolios and rules, no feeds."""
     keep = set(selection.portfolios)
-    rules = tuple(r for r in config.rules if _runs_on(r, config, keep, selection.owns_market))
+    owns = selection.owns_market
+    rules = tuple(w for r in config.rules for w in _worker_rules(r, config, selection, owns))
     portfolios = tuple(p for p in config.portfolios if p.name in keep)
     return msgspec.structs.replace(config, portfolios=portfolios, rules=rules, feeds=())
 
@@ -111,9 +114,26 @@ def feeds_config(config: Config) -> Config:
     return msgspec.structs.replace(config, portfolios=(), rules=())
 
 
+def _worker_rules(
+    rule: RuleConfig, config: Config, selection: Selection, owns_market: bool
+) -> Iterator[RuleConfig]:
+    """The rules a worker runs for ``rule``.
+
+    An unlabelled hedge rule has one instance per portfolio and per account: the worker that
+    owns the market runs it whole (its portfolios and every account); another one runs a copy
+    labelled with each of its portfolios, so every instance runs exactly once.
+    """
+    kind = lookup_metric(rule.metric, config.risk.confidence).kind
+    if kind is MetricKind.HEDGE and not rule.labels and not owns_market:
+        for name in selection.portfolios:
+            yield msgspec.structs.replace(rule, labels=Labels((("portfolio", name),)))
+    elif _runs_on(rule, config, set(selection.portfolios), owns_market):
+        yield rule
+
+
 def _runs_on(rule: RuleConfig, config: Config, keep: set[str], owns_market: bool) -> bool:
     kind = lookup_metric(rule.metric, config.risk.confidence).kind
-    if kind is MetricKind.PORTFOLIO:
+    if kind is MetricKind.PORTFOLIO or (kind is MetricKind.HEDGE and rule.labels.get("portfolio")):
         portfolio = rule.labels.get("portfolio")
         return portfolio in keep if portfolio is not None else bool(keep)
     if kind is MetricKind.FEED:

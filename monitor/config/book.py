@@ -34,6 +34,8 @@ PositionKind = Literal["spot", "linear", "inverse", "option"]
 MarginModel = Literal["binance-usdm", "bybit-unified", "deribit-pm", "cash"]
 BracketRow = Annotated[tuple[float, ...], Meta(min_length=2, max_length=3)]
 Fraction = Annotated[float, Meta(ge=0.0, lt=1.0)]
+HedgeWith = Annotated[tuple[Symbol, ...], Meta(min_length=1)]
+"""``hedge_with``: the engine symbols a book may trade to hedge; at least one, each once."""
 
 
 class CollateralConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -135,6 +137,8 @@ class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
             position without its own (Binance USD-M, Bybit risk limits).
         collateral: balances.
         positions: positions, each instrument once.
+        hedge_with: engine symbols that may be traded to hedge the book's delta (a linear
+            perpetual of one unit of the symbol per contract); None (the default): no hedge.
     """
 
     name: Name
@@ -145,6 +149,7 @@ class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     brackets: tuple[BracketRow, ...] = ()
     collateral: tuple[CollateralConfig, ...] = ()
     positions: tuple[BookPosition, ...] = ()
+    hedge_with: HedgeWith | None = None
 
     def symbols(self) -> Iterator[str]:
         """Engine symbols the account needs priced (may repeat)."""
@@ -211,6 +216,18 @@ def account_problems(account: AccountConfig) -> Iterator[tuple[tuple[str | int, 
         yield ("positions",), "a deribit-pm account margins one underlying; split the account"
     if account.margin in ("binance-usdm", "bybit-unified"):
         yield from _bracket_problems(account)
+    yield from hedge_with_problems(account.hedge_with)
+
+
+def hedge_with_problems(
+    hedge_with: Sequence[str] | None,
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """``(key, detail)`` for a symbol listed twice in ``hedge_with``."""
+    seen: set[str] = set()
+    for i, symbol in enumerate(hedge_with or ()):
+        if symbol in seen:
+            yield ("hedge_with", i), f'"{symbol}" appears twice; expected each symbol once'
+        seen.add(symbol)
 
 
 def _position_problems(

@@ -23,6 +23,7 @@ class MetricKind(StrEnum):
     PAIR = "pair"
     PORTFOLIO = "portfolio"
     ACCOUNT = "account"
+    HEDGE = "hedge"
     FEED = "feed"
 
 
@@ -52,6 +53,7 @@ _PAIR = MetricSpec(MetricKind.PAIR, required_labels=("a", "b"))
 _PORTFOLIO = MetricSpec(MetricKind.PORTFOLIO, optional_labels=("portfolio",))
 _ACCOUNT = MetricSpec(MetricKind.ACCOUNT, optional_labels=("account",))
 _FEED = MetricSpec(MetricKind.FEED, required_labels=("venue", "symbol"))
+_HEDGE = MetricSpec(MetricKind.HEDGE, optional_labels=("portfolio", "account"))
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(
     {
@@ -76,6 +78,7 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType(
         "stress_loss": _ACCOUNT,
         "stress_loss_ratio": _ACCOUNT,
         "vega": _ACCOUNT,
+        "hedge_drift": _HEDGE,
         "feed_staleness_seconds": _FEED,
     }
 )

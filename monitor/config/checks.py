@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monitor.config.book import BUILTIN_SCENARIOS, account_problems
+from monitor.config.book import BUILTIN_SCENARIOS, account_problems, hedge_with_problems
 from monitor.config.bus import bus_problems
 from monitor.config.catalogue import MetricKind, MetricSpec, lookup_metric
 from monitor.config.durations import format_duration
@@ -89,6 +89,7 @@ def find_problems(config: Config) -> Iterator[Problem]:
     for key, detail in bus_problems(config.bus):
         yield Problem(("bus", key), detail)
     yield from _account_problems(config)
+    yield from _hedge_problems(config)
     yield from _duplicate_names(config.sinks, "sinks")
     for index, sink in enumerate(config.sinks):
         yield from _sink_problems(("sinks", index), sink)
@@ -219,6 +220,24 @@ def _account_problems(config: Config) -> Iterator[Problem]:
                 yield Problem(("stress", "shocks", index, "moves", symbol), detail)
 
 
+def _hedge_problems(config: Config) -> Iterator[Problem]:
+    """``hedge_with`` names each symbol once, and only symbols the engine prices otherwise."""
+    priced = config.priced_symbols
+    books = [("portfolios", i, p.hedge_with) for i, p in enumerate(config.portfolios)]
+    books += [("accounts", i, a.hedge_with) for i, a in enumerate(config.accounts)]
+    for section, index, hedge_with in books:
+        if section == "portfolios":  # an account's duplicates are among its account_problems
+            for where, detail in hedge_with_problems(hedge_with):
+                yield Problem((section, index, *where), detail)
+        for pos, symbol in enumerate(hedge_with or ()):
+            if symbol not in priced:
+                detail = (
+                    f'"{symbol}" is not priced by this config; expected a symbol of [universe] '
+                    f"or of a position: {', '.join(priced)}"
+                )
+                yield Problem((section, index, "hedge_with", pos), detail)
+
+
 def _duplicate_names(
     entries: Sequence[PortfolioConfig | RuleConfig | SinkConfig | AccountConfig], section: str
 ) -> Iterator[Problem]:
@@ -302,6 +321,8 @@ def _label_value_problems(
         yield from _portfolio_label_problems(key, rule, config)
     if spec.kind is MetricKind.ACCOUNT:
         yield from _account_label_problems(key, rule, config)
+    if spec.kind is MetricKind.HEDGE:
+        yield from _hedge_label_problems(key, rule, config)
 
 
 def _portfolio_label_problems(key: Key, rule: RuleConfig, config: Config) -> Iterator[Problem]:
@@ -322,3 +343,29 @@ def _account_label_problems(key: Key, rule: RuleConfig, config: Config) -> Itera
     elif (value := rule.labels.get("account")) not in (None, *names):
         detail = f'unknown account "{value}"; expected one of {", ".join(names)}'
         yield Problem((*key, "labels", "account"), detail)
+
+
+def _hedge_label_problems(key: Key, rule: RuleConfig, config: Config) -> Iterator[Problem]:
+    """A hedge rule names one hedged book (or none: every book) and some book is hedged."""
+    hedged = {("portfolio", p.name): p.hedge_with for p in config.portfolios}
+    hedged.update({("account", a.name): a.hedge_with for a in config.accounts})
+    named: list[tuple[str, str]] = []
+    for label in ("portfolio", "account"):
+        if (value := rule.labels.get(label)) is not None:
+            named.append((label, value))
+    if len(named) > 1:
+        detail = "expected one of portfolio or account, not both"
+        yield Problem((*key, "labels", "account"), detail)
+        return
+    books = [f"{k} {n}" for (k, n), hedge_with in hedged.items() if hedge_with]
+    if not books:
+        detail = f'"{rule.metric}" needs hedge_with on a [[portfolios]] or [[accounts]] entry'
+        yield Problem((*key, "metric"), detail)
+        return
+    for label, value in named:
+        if (label, value) not in hedged:
+            detail = f'unknown {label} "{value}"; expected one of: {", ".join(books)}'
+            yield Problem((*key, "labels", label), detail)
+        elif not hedged[(label, value)]:
+            detail = f'{label} "{value}" has no hedge_with; expected one of: {", ".join(books)}'
+            yield Problem((*key, "labels", label), detail)

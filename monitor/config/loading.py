@@ -185,7 +185,7 @@ _AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
 _PATH_TOKEN = re.compile(r"\.(?P<name>[^.\[]+)|\[(?P<index>\d+)\]")
 _UNKNOWN_KEY = re.compile(r"Object contains unknown field `(?P<key>[^`]+)`")
 _MISSING_KEY = re.compile(r"Object missing required field `(?P<key>[^`]+)`")
-_TYPE_NAME = re.compile(r"`(?P<name>\w+)`")
+_TYPE_NAME = re.compile(r"`(?P<name>\w+(?: \| \w+)*)`")
 _TYPE_WORDS = {"object": "a table", "array": "an array", "str": "a string", "int": "an integer"}
 _TYPE_WORDS |= {"float": "a number", "bool": "a boolean"}
 
@@ -214,8 +214,14 @@ def _expected(message: str, key: Key) -> str:
         return "expected one of " + ", ".join(_show(m.value) for m in node.cls)
     if message.startswith("Expected `"):  # msgspec's own wording; our dec_hook's is kept as is
         head = message.split(", got ")[0]
-        return "e" + _TYPE_NAME.sub(lambda m: _TYPE_WORDS.get(m["name"], m["name"]), head)[1:]
+        return "e" + _TYPE_NAME.sub(lambda m: _type_words(m["name"]), head)[1:]
     return message
+
+
+def _type_words(names: str) -> str:
+    """``array | null`` -> "an array": TOML has no null, an optional key is simply left out."""
+    kinds = [n for n in names.split(" | ") if n != "null"] or ["null"]
+    return " or ".join(_TYPE_WORDS.get(n, n) for n in kinds)
 
 
 def _with_value(detail: str, value: object) -> str:

@@ -12,7 +12,14 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from monitor.config.book import NAME_PATTERN, AccountConfig, StressConfig, Symbol, account_symbols
+from monitor.config.book import (
+    NAME_PATTERN,
+    AccountConfig,
+    HedgeWith,
+    StressConfig,
+    Symbol,
+    account_symbols,
+)
 from monitor.config.bus import BusConfig
 from monitor.config.catalogue import confidence_tag
 from monitor.config.durations import Duration, PositiveDuration, parse_duration
@@ -123,11 +130,14 @@ class PortfolioConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         name: unique name, used as the ``portfolio`` label.
         base_currency: currency that prices and values are expressed in.
         positions: holdings, each symbol once.
+        hedge_with: engine symbols that may be traded to hedge the portfolio (minimum-variance
+            hedge, :mod:`monitor.risk.hedge`); None (the default): no hedge.
     """
 
     name: Annotated[str, Meta(pattern=NAME_PATTERN)]
     base_currency: str = "USD"
     positions: Annotated[tuple[PositionConfig, ...], Meta(min_length=1)]
+    hedge_with: HedgeWith | None = None
 
 
 class RuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -419,10 +429,23 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     source: str = ""
 
     @property
-    def tracked_symbols(self) -> tuple[str, ...]:
+    def priced_symbols(self) -> tuple[str, ...]:
         """Universe symbols, then position symbols outside the universe; each once, in order."""
         symbols = dict.fromkeys(self.universe.symbols)
         for portfolio in self.portfolios:
             symbols.update(dict.fromkeys(p.symbol for p in portfolio.positions))
         symbols.update(dict.fromkeys(account_symbols(self.accounts)))
+        return tuple(symbols)
+
+    @property
+    def tracked_symbols(self) -> tuple[str, ...]:
+        """:attr:`priced_symbols`, then ``hedge_with`` symbols outside them; each once.
+
+        A valid file names only priced symbols in ``hedge_with``; an engine worker's share of
+        the config (fewer portfolios) still tracks the hedge instruments of its portfolios.
+        """
+        symbols = dict.fromkeys(self.priced_symbols)
+        hedges = [p.hedge_with for p in self.portfolios] + [a.hedge_with for a in self.accounts]
+        for hedge_with in hedges:
+            symbols.update(dict.fromkeys(hedge_with or ()))
         return tuple(symbols)

@@ -46,6 +46,7 @@ import numpy.typing as npt
 
 from monitor.config.book import AccountConfig, StressConfig
 from monitor.config.schema import RiskConfig
+from monitor.risk.account_hedge import AccountHedge
 from monitor.risk.book import Book, Greeks, OptionMark, Valuation
 from monitor.risk.deltagamma import delta_gamma_tails
 from monitor.risk.margin import (
@@ -64,6 +65,7 @@ from monitor.risk.optionvar import OptionVar
 from monitor.risk.snapshot import (
     AccountRisk,
     Exposure,
+    HedgeRisk,
     LiquidationDistance,
     ScenarioResult,
     TailRisk,
@@ -147,11 +149,17 @@ class AccountModel:
         self._pm_shifts = np.array([s for _, s in scen] + [up] * len(DERIBIT_BTC.extended_moves))
         self._pm_base = scen.index((0.0, 0.0))
         self._pm_standard = len(scen)
+        self._hedge = (
+            AccountHedge(account, symbols, self.risk_idx, risk, self.book, self._option_var)
+            if account.hedge_with
+            else None
+        )
 
     def risk(self, market: MarketState) -> AccountRisk:
         """The account's figures at ``market``; None where a price or the covariance is missing."""
         if not np.isfinite(market.price[self._needed]).all():
-            return AccountRisk(self.name, self.model)
+            empty = None if self._hedge is None else self._hedge.empty()
+            return AccountRisk(self.name, self.model, hedge=empty)
         base = market.price[None, :]
         val = self.book.value(base, np.ones(1), market.ts, market.marks)
         mm = self.maintenance(base, np.ones(1), market, val)
@@ -183,7 +191,15 @@ class AccountModel:
             scenarios=scenarios,
             tails=self._tails(market, greeks.delta, sigmas, float(val.equity[0])),
             delta_gamma=self._delta_gamma(market, greeks.delta, greeks.gamma, sigmas),
+            hedge=self._hedge_risk(market, greeks),
         )
+
+    def _hedge_risk(self, market: MarketState, greeks: Greeks) -> HedgeRisk | None:
+        """The hedge with ``hedge_with`` (:mod:`monitor.risk.account_hedge`), if configured."""
+        if self._hedge is None:
+            return None
+        m = market
+        return self._hedge.risk(m.ts, m.price, m.cov_rate, m.ready, greeks, m.marks, m.iv_variance)
 
     # --- maintenance ---------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ currency, and the P&L over a horizon h is ``e' r`` for log returns r with covari
 - Cornish-Fisher shape: skewness and excess kurtosis of the snapshot-interval P&L standardised by
   its ex-ante sigma, EWMA-weighted at the slow half-life, scaled to the horizon as for i.i.d.
   sums (skew / sqrt(n), kurtosis / n, n = horizon / interval).
+- Hedge: with ``hedge_with``, the minimum-variance hedge of the positions with those
+  instruments (:mod:`monitor.risk.hedge`); a position in one of them counts as held hedge.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import numpy.typing as npt
 from monitor.config.schema import EstimatorConfig, PortfolioConfig, RiskConfig
 from monitor.estimation.covariance import SECONDS_PER_YEAR
 from monitor.estimation.ewma import EwmaMoments, MomentsTuple
-from monitor.risk.snapshot import PortfolioRisk, TailRisk
+from monitor.risk.hedge import HedgeSet
+from monitor.risk.snapshot import HedgeRisk, PortfolioRisk, TailRisk
 from monitor.risk.tails import TailFactors, tail_factors
 
 FloatArray = npt.NDArray[np.float64]
@@ -78,6 +81,10 @@ class PortfolioModel:
         self._min_obs = estimator.min_observations
         self._shape = EwmaMoments(estimator.slow_halflife)
         self._interval = EwmaMoments(estimator.slow_halflife)
+        hedge_with = config.hedge_with or ()
+        self._hedge = HedgeSet(hedge_with, index, self._idx.tolist(), risk) if hedge_with else None
+        held = {p.symbol: p.quantity for p in config.positions}
+        self._held = np.array([held.get(s, 0.0) for s in hedge_with], dtype=np.float64)
 
     def export_state(self) -> tuple[MomentsTuple, MomentsTuple]:
         """The P&L shape and snapshot-interval estimators, for checkpoints."""
@@ -91,18 +98,31 @@ class PortfolioModel:
     def risk(self, state: PortfolioState) -> PortfolioRisk:
         """Figures of this portfolio at ``state``; None where not ready."""
         exposure = self._qty * state.price[self._idx]
+        hedge = self._hedge_risk(state, exposure)
         if not np.isfinite(exposure).all():
-            return PortfolioRisk(self.name, self.symbols, tails=self._empty_tails())
+            return PortfolioRisk(self.name, self.symbols, tails=self._empty_tails(), hedge=hedge)
         value = float(exposure.sum())
         gross = float(np.abs(exposure).sum())
         cov = state.cov_rate[self._ii]
         self._update_shape(state)
         if not state.ready[self._idx].all() or not np.isfinite(cov).all():
-            return PortfolioRisk(self.name, self.symbols, value, gross, tails=self._empty_tails())
-        return self._figures(exposure, cov, value, gross)
+            empty = self._empty_tails()
+            return PortfolioRisk(self.name, self.symbols, value, gross, tails=empty, hedge=hedge)
+        return self._figures(exposure, cov, value, gross, hedge)
+
+    def _hedge_risk(self, state: PortfolioState, exposure: FloatArray) -> HedgeRisk | None:
+        """The minimum-variance hedge with ``hedge_with`` (positions in it count as held)."""
+        if self._hedge is None:
+            return None
+        return self._hedge.risk(state.price, state.cov_rate, state.ready, exposure, self._held)
 
     def _figures(
-        self, exposure: FloatArray, cov: FloatArray, value: float, gross: float
+        self,
+        exposure: FloatArray,
+        cov: FloatArray,
+        value: float,
+        gross: float,
+        hedge: HedgeRisk | None,
     ) -> PortfolioRisk:
         root_h = math.sqrt(self._horizon_s)
         sigma_rate = math.sqrt(max(float(exposure @ cov @ exposure), 0.0))
@@ -132,6 +152,7 @@ class PortfolioModel:
             skew=skew,
             excess_kurtosis=kurt,
             tails=tails,
+            hedge=hedge,
         )
 
     def _empty_tails(self) -> tuple[TailRisk, ...]:

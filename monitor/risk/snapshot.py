@@ -61,6 +61,104 @@ class TailRisk:
 
 
 @dataclass(frozen=True, slots=True)
+class HedgeLeg:
+    """One hedge instrument of a book's minimum-variance hedge (see :mod:`monitor.risk.hedge`).
+
+    Attributes:
+        symbol: engine symbol of the instrument.
+        held: units the book holds now (a portfolio's position; an account's spot, linear and
+            inverse positions on the symbol, in units of the underlying).
+        quantity: the minimum-variance holding, units (negative = short); None when the hedge
+            cannot be computed.
+        trade: what to trade now, ``quantity - held`` (negative = sell).
+        drift: ``|held - quantity| / |quantity|``; None when the book holds none of it.
+    """
+
+    symbol: str
+    held: float
+    quantity: float | None = None
+    trade: float | None = None
+    drift: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeTail:
+    """Covariance VaR and CVaR of a book before and after its minimum-variance trade.
+
+    Attributes:
+        confidence: e.g. 0.99.
+        var, cvar: the book as held, with the hedge's multipliers (see :mod:`monitor.risk.hedge`).
+        var_hedged, cvar_hedged: the book after the trade.
+    """
+
+    confidence: float
+    var: float | None = None
+    cvar: float | None = None
+    var_hedged: float | None = None
+    cvar_hedged: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaHedge:
+    """What neutralises an option account's delta and vega risk on one underlying.
+
+    Attributes:
+        symbol: the underlying's engine symbol.
+        delta: the account's net delta, units of the underlying (options, positions and coin
+            collateral).
+        perp_quantity: the perpetual trade that makes it zero, ``-delta`` (units of the
+            underlying: contracts of a linear perpetual of one unit each).
+        vega: USD per volatility point (IV 0.60 -> 0.61) of the options on it.
+        vol_of_vol: annualised volatility of log IV used (estimated from marks, else
+            ``[risk] vol_of_vol``); None without options.
+        iv_shock: the relative IV move of a one-sigma vol-of-vol shock over the horizon,
+            ``exp(vol_of_vol sqrt(horizon)) - 1`` (0.05: every IV times 1.05).
+        vega_cost: the loss of the worse of that shock up or down, prices held, by full
+            revaluation (USD, >= 0).
+    """
+
+    symbol: str
+    delta: float
+    perp_quantity: float
+    vega: float = 0.0
+    vol_of_vol: float | None = None
+    iv_shock: float | None = None
+    vega_cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeRisk:
+    """A book's minimum-variance hedge with its ``hedge_with`` instruments.
+
+    Attributes:
+        legs: one per hedge instrument, in ``hedge_with`` order.
+        tails: VaR and CVaR before and after the trade, per confidence.
+        effectiveness: ``1 - sigma_hedged^2 / sigma^2``: the share of the book's current P&L
+            variance the trade removes (0..1).
+        drift: how stale the held hedge is: ``||(held - quantity) p|| / ||quantity p||`` over
+            the legs, USD-weighted (``|held - quantity| / |quantity|`` for one instrument);
+            None when the book holds none of the instruments or the hedge is zero.
+        condition_index: ``sqrt(lambda_max / lambda_min)`` of the hedge instruments'
+            correlation matrix; above :data:`monitor.risk.hedge.MAX_CONDITION_INDEX` the
+            hedge is null.
+        reason: why the figures are null (missing data, ill-conditioned), else None.
+        delta: for accounts with options, the delta and vega to neutralise per underlying.
+    """
+
+    legs: tuple[HedgeLeg, ...]
+    tails: tuple[HedgeTail, ...] = ()
+    effectiveness: float | None = None
+    drift: float | None = None
+    condition_index: float | None = None
+    reason: str | None = None
+    delta: tuple[DeltaHedge, ...] = ()
+
+    def tail(self, confidence: float) -> HedgeTail | None:
+        """The figures at ``confidence``, if configured."""
+        return next((t for t in self.tails if math.isclose(t.confidence, confidence)), None)
+
+
+@dataclass(frozen=True, slots=True)
 class PortfolioRisk:
     """Risk of one configured portfolio.
 
@@ -74,6 +172,7 @@ class PortfolioRisk:
         diversification_benefit: 1 - VaR / stressed VaR.
         skew, excess_kurtosis: of standardised snapshot-interval P&L (Cornish-Fisher input).
         tails: one entry per configured confidence, ascending.
+        hedge: the minimum-variance hedge with ``hedge_with``; None when not configured.
     """
 
     name: str
@@ -86,6 +185,7 @@ class PortfolioRisk:
     skew: float | None = None
     excess_kurtosis: float | None = None
     tails: tuple[TailRisk, ...] = ()
+    hedge: HedgeRisk | None = None
 
     def tail(self, confidence: float) -> TailRisk | None:
         """The tail figures at ``confidence``, if configured."""
@@ -181,6 +281,8 @@ class AccountRisk:
             options (:mod:`monitor.risk.optionvar`), the covariance VaR of the deltas otherwise.
         delta_gamma: delta-gamma Cornish-Fisher VaR and CVaR, per confidence; None where the
             expansion is not monotone (see :mod:`monitor.risk.deltagamma`).
+        hedge: the minimum-variance hedge of the book's deltas with ``hedge_with`` (and, for
+            books with options, the delta and vega per underlying); None when not configured.
     """
 
     name: str
@@ -199,6 +301,7 @@ class AccountRisk:
     scenarios: tuple[ScenarioResult, ...] = ()
     tails: tuple[TailRisk, ...] = ()
     delta_gamma: tuple[TailRisk, ...] = ()
+    hedge: HedgeRisk | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +363,7 @@ _TAIL_PREFIXES = ("stressed_var_", "cvar_", "var_")
 _ACCOUNT = frozenset(
     {"margin_ratio", "liquidation_distance_sigma", "stress_loss", "stress_loss_ratio", "vega"}
 )
+HEDGE_DRIFT = "hedge_drift"
 
 
 def metric_value(
@@ -281,9 +385,23 @@ def metric_value(
     if metric in _ACCOUNT:
         account = snap.account(labels.get("account", ""))
         return None if account is None else getattr(account, metric)
+    if metric == HEDGE_DRIFT:
+        return _hedge_drift(snap, labels, portfolio)
     if portfolio is not None:
         return _portfolio_metric(snap.portfolio(portfolio), metric)
     return None
+
+
+def _hedge_drift(
+    snap: RiskSnapshot, labels: Mapping[str, str], portfolio: str | None
+) -> float | None:
+    """The drift of an account's hedge (``account`` label) or of a portfolio's."""
+    book: PortfolioRisk | AccountRisk | None
+    if "account" in labels:
+        book = snap.account(labels["account"])
+    else:
+        book = None if portfolio is None else snap.portfolio(portfolio)
+    return None if book is None or book.hedge is None else book.hedge.drift
 
 
 def _portfolio_metric(risk: PortfolioRisk | None, metric: str) -> float | None:
@@ -307,6 +425,11 @@ def _portfolio_metric(risk: PortfolioRisk | None, metric: str) -> float | None:
 def is_account_metric(metric: str) -> bool:
     """Whether ``metric`` is evaluated per account."""
     return metric in _ACCOUNT
+
+
+def is_hedge_metric(metric: str) -> bool:
+    """Whether ``metric`` is evaluated per hedged book (portfolio or account)."""
+    return metric == HEDGE_DRIFT
 
 
 def is_portfolio_metric(metric: str) -> bool:
