@@ -62,7 +62,8 @@ Properties and parameters
   to 3.5 bp at 0.3 to 20 ticks a second with a 20 min half-life
   (``tests/unit/monitor/estimation/test_preaveraged.py``, ``benchmarks/noise_bias.py``).
 - The estimate moves at block closes: it lags event time by up to ``block_s`` (the open
-  block is not yet in it); a snapshot at a block's end closes it. A gap in event time closes one block: O(1), whatever its length.
+  block is not yet in it); a snapshot at a block's end closes it. A gap in event time closes
+  one block: O(1), whatever its length.
 - Limits: the noise model behind the diagonal correction is i.i.d. (bid-ask bounce); the
   grid's rounding error is averaged by the block, not corrected, so symbols whose tick is
   wide for their volatility (``(tick/sigma)^2`` well above ``block_s``) read a little high.
