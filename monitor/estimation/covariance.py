@@ -342,18 +342,7 @@ class EventTimeCovariance:
             ValueError: a name is missing or unknown, or an array's shape or dtype differs;
                 nothing is changed then.
         """
-        arrays = self._arrays()
-        if set(state) != set(arrays):
-            raise ValueError(f"state arrays {sorted(state)}, expected {sorted(arrays)}")
-        for name, target in arrays.items():
-            source = state[name]
-            if source.shape != target.shape or source.dtype != target.dtype:
-                raise ValueError(
-                    f"state array {name}: {source.dtype}{list(source.shape)}, "
-                    f"expected {target.dtype}{list(target.shape)}"
-                )
-        for name, target in arrays.items():
-            np.copyto(target, state[name])  # in place: the kernels need C-contiguous arrays
+        load_arrays(self._arrays(), state)
 
     def _arrays(self) -> dict[str, FloatArray | IntArray]:
         return {
@@ -367,6 +356,27 @@ class EventTimeCovariance:
             "off": self._off,
             "cnt": self._cnt,
         }
+
+
+def load_arrays(
+    arrays: Mapping[str, npt.NDArray[Any]], state: Mapping[str, npt.NDArray[Any]]
+) -> None:
+    """Copy ``state`` into an estimator's ``arrays`` in place, all or nothing.
+
+    Raises:
+        ValueError: a name is missing or unknown, or an array's shape or dtype differs.
+    """
+    if set(state) != set(arrays):
+        raise ValueError(f"state arrays {sorted(state)}, expected {sorted(arrays)}")
+    for name, target in arrays.items():
+        source = state[name]
+        if source.shape != target.shape or source.dtype != target.dtype:
+            raise ValueError(
+                f"state array {name}: {source.dtype}{list(source.shape)}, "
+                f"expected {target.dtype}{list(target.shape)}"
+            )
+    for name, target in arrays.items():
+        np.copyto(target, state[name])  # in place: the kernels need C-contiguous arrays
 
 
 def reindex_state(

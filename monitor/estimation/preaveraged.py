@@ -38,6 +38,13 @@ mean prices of the window's second and first halves. We adapt it to a streaming 
    pair at the block's close from the block sums and the previous blocks' sums.
 4. EWMA in event time: ``S_XY = sum 2^((t - T)/H) r_X r_Y`` and ``W_XY = sum 2^((t - T)/H)
    K_XY`` over the block closes ``t``; the covariance rate is ``S_XY / W_XY`` (per second).
+   Which products: two returns closing in the same block, and (kept apart) each return with
+   the other symbol's latest earlier return where their kernels overlap, since the exact ``K``
+   makes any set of pairs unbiased. A pair's covariance uses its same-block products, from the
+   very returns its variances use, so that their errors cancel in the correlation (at 0.9 this
+   halves its error); only a pair whose returns seldom close in the same block (same-block
+   kernel mass under ``SAME_BLOCK_SHARE`` of the total, e.g. two symbols updating on clocks
+   out of phase, which would otherwise never pair) adds its lagged products.
 5. Noise bias correction on the diagonal (noise is independent across symbols, so cross
    terms need none). The noise in ``r_X`` has variance ``omega^2 (1/n + 1/n')``. ``omega^2``
    is estimated from the first-order autocovariance of consecutive tick returns,
@@ -85,7 +92,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitor.estimation.covariance import CovarianceView
+from monitor.estimation.covariance import CovarianceView, load_arrays
 from monitor.estimation.jit import compile_kernels
 
 FloatArray = npt.NDArray[np.float64]
@@ -93,25 +100,26 @@ IntArray = npt.NDArray[np.int64]
 
 MIN_NOISE_PAIRS = 20  # autocovariance pairs before omega^2 is trusted
 NOISE_FLOOR = 0.25  # the noise correction keeps at least this share of the raw variance
+SAME_BLOCK_SHARE = 0.25  # below this share of same-block kernel mass a pair adds lagged pairs
 _REBASE_EXPONENT = 256.0  # rebase lazily-decayed sums once weights reach 2**256
 _REBASE_ORIGIN_S = 1.0e6  # keep tick times relative to an origin at most this far back
 
 # clock[0]: index of the open block (NaN before the first tick); clock[1]: origin of the
 # relative tick times; clock[2 + h]: decay anchor of horizon h.
 _BLOCK, _ORIGIN, _ANCHOR = 0, 1, 2
+# sets[s, f, x]: symbol x's tick set s (the open block, its last block with ticks, the one
+# before that), field f (tick count, sum of log prices, sum of relative times, first and last
+# relative time).
+_OPEN, _LAST, _BEFORE = 0, 1, 2
+_COUNT, _PRICES, _TIMES, _FIRST, _END = 0, 1, 2, 3, 4
+# noise[r, h, x]: the noise weight Q of the returns, and the autocovariance sum and its weight.
+_Q, _AC, _NA = 0, 1, 2
 
 
 def _decay_weights(
-    tc: float,
-    clock: FloatArray,
-    hl: FloatArray,
-    s: FloatArray,
-    wk: FloatArray,
-    q: FloatArray,
-    ac: FloatArray,
-    na: FloatArray,
-    wt: FloatArray,
-) -> None:
+    tc: float, clock: FloatArray, hl: FloatArray, s: FloatArray, wk: FloatArray,
+    noise: FloatArray, wt: FloatArray,
+) -> None:  # fmt: skip
     """Each horizon's weight at ``tc``, rebasing the lazily decayed sums when it grows large."""
     for h in range(hl.shape[0]):
         exponent = (tc - clock[_ANCHOR + h]) / hl[h]
@@ -119,150 +127,186 @@ def _decay_weights(
             scale = 2.0 ** (-exponent)
             s[h] *= scale
             wk[h] *= scale
-            q[h] *= scale
-            ac[h] *= scale
-            na[h] *= scale
+            noise[:, h] *= scale
             clock[_ANCHOR + h] = tc
             exponent = 0.0
         wt[h] = 2.0**exponent
 
 
-def _pair_kernel(
-    x: int,
-    y: int,
-    cnt: FloatArray,
-    st: FloatArray,
-    rr: FloatArray,
-    lc: FloatArray,
-    lt: FloatArray,
-    ml: FloatArray,
-) -> float:
-    """``K_xy = sum c_a c_b min(t_a, t_b)`` of two returns closing in the open block.
+def _mean(sets: FloatArray, which: int, field: int, x: int) -> float:
+    """Mean log price or mean time of one of symbol x's tick sets."""
+    value: float = sets[which, field, x] / sets[which, _COUNT, x]
+    return value
 
-    Coefficients are ``+1/n`` on the block's ticks and ``-1/n'`` on the last set's; pairs of
-    a block tick and an earlier set's tick have ``min`` = the earlier time, so those terms
-    reduce to the sets' time sums.
+
+def _within(x: int, y: int, sets: FloatArray, rr: FloatArray) -> float:
+    """``M(open_x, open_y) = sum min(t_a, t_b)`` over the open block's ticks of x and y."""
+    if x == y:
+        value: float = 2.0 * rr[x, x] + sets[_OPEN, _TIMES, x]
+        return value
+    pair: float = rr[x, y] + rr[y, x]
+    return pair
+
+
+def _same_block_kernel(x: int, y: int, sets: FloatArray, rr: FloatArray, ml: FloatArray) -> float:
+    """``K = sum c_a c_b min(t_a, t_b)`` of x's and y's returns, both closing in the open block.
+
+    Coefficients are ``+1/n`` on a return's block ticks and ``-1/n'`` on its last set's; a
+    block tick and an earlier set's tick have ``min`` = the earlier time, so those terms reduce
+    to the sets' mean times.
     """
-    within = 2.0 * rr[x, x] + st[x] if x == y else rr[x, y] + rr[y, x]
     kernel: float = (
-        within / (cnt[x] * cnt[y]) - lt[y] / lc[y] - lt[x] / lc[x] + ml[x, y] / (lc[x] * lc[y])
+        _within(x, y, sets, rr) / (sets[_OPEN, _COUNT, x] * sets[_OPEN, _COUNT, y])
+        - _mean(sets, _LAST, _TIMES, y)
+        - _mean(sets, _LAST, _TIMES, x)
+        + ml[x, y] / (sets[_LAST, _COUNT, x] * sets[_LAST, _COUNT, y])
     )
     return kernel
 
 
+def _lagged_kernel(x: int, y: int, sets: FloatArray, ml: FloatArray, mll: FloatArray) -> float:
+    """K of x's return closing now with y's latest earlier return (its last and before sets)."""
+    kernel: float = (
+        _mean(sets, _LAST, _TIMES, y)
+        - _mean(sets, _BEFORE, _TIMES, y)
+        - ml[x, y] / (sets[_LAST, _COUNT, x] * sets[_LAST, _COUNT, y])
+        + mll[x, y] / (sets[_LAST, _COUNT, x] * sets[_BEFORE, _COUNT, y])
+    )
+    return kernel
+
+
+def _add_pair(
+    x: int, y: int, lagged: bool, product: float, kernel: float, wt: FloatArray,
+    s: FloatArray, wk: FloatArray, pairs: IntArray,
+) -> None:  # fmt: skip
+    """Add a product of two returns: same-block pairs in the upper triangle, lagged below."""
+    lo, hi = (x, y) if x <= y else (y, x)
+    if lagged:
+        lo, hi = hi, lo
+    for h in range(wt.shape[0]):
+        s[h, lo, hi] += wt[h] * product
+        wk[h, lo, hi] += wt[h] * kernel
+    pairs[lo, hi] += 1
+
+
 def _close_block(
-    b: float,
-    clock: FloatArray,
-    hl: FloatArray,
-    cnt: FloatArray,
-    sp: FloatArray,
-    st: FloatArray,
-    rr: FloatArray,
-    lc: FloatArray,
-    lp: FloatArray,
-    lt: FloatArray,
-    ml: FloatArray,
-    s: FloatArray,
-    wk: FloatArray,
-    q: FloatArray,
-    ac: FloatArray,
-    na: FloatArray,
-    ac_blk: FloatArray,
-    na_blk: FloatArray,
-    pairs: IntArray,
-    ret: FloatArray,
-    ticked: IntArray,
-    wt: FloatArray,
-) -> None:
-    """Turn the open block into returns and EWMA terms; its sums become the symbols' last sets."""
-    n, nh = cnt.shape[0], hl.shape[0]
+    b: float, clock: FloatArray, hl: FloatArray, sets: FloatArray, rr: FloatArray,
+    ml: FloatArray, mll: FloatArray, s: FloatArray, wk: FloatArray, noise: FloatArray,
+    blk_noise: FloatArray, pairs: IntArray, ret: FloatArray, ticked: IntArray, wt: FloatArray,
+) -> None:  # fmt: skip
+    """Turn the open block into returns and EWMA terms; its sets become the symbols' last sets.
+
+    Pairs: the returns of two symbols closing in this block, and each return closing here
+    with every other symbol's latest earlier return when their kernels overlap.
+    """
+    n, nh = sets.shape[2], hl.shape[0]
     tc = (clock[_BLOCK] + 1.0) * b
-    _decay_weights(tc, clock, hl, s, wk, q, ac, na, wt)
+    _decay_weights(tc, clock, hl, s, wk, noise, wt)
     m = 0
     for x in range(n):
-        if na_blk[x] > 0.0:
+        if blk_noise[1, x] > 0.0:
             for h in range(nh):
-                ac[h, x] += wt[h] * ac_blk[x]
-                na[h, x] += wt[h] * na_blk[x]
-            ac_blk[x] = 0.0
-            na_blk[x] = 0.0
-        if cnt[x] > 0.0:
+                noise[_AC, h, x] += wt[h] * blk_noise[0, x]
+                noise[_NA, h, x] += wt[h] * blk_noise[1, x]
+            blk_noise[0, x] = 0.0
+            blk_noise[1, x] = 0.0
+        if sets[_OPEN, _COUNT, x] > 0.0:
             ticked[m] = x
             m += 1
-            ret[x] = sp[x] / cnt[x] - lp[x] / lc[x] if lc[x] > 0.0 else math.nan
+            ret[x] = math.nan
+            if sets[_LAST, _COUNT, x] > 0.0:
+                ret[x] = _mean(sets, _OPEN, _PRICES, x) - _mean(sets, _LAST, _PRICES, x)
     for i in range(m):
         x = ticked[i]
         if math.isnan(ret[x]):
             continue
         for h in range(nh):
-            q[h, x] += wt[h] * (1.0 / cnt[x] + 1.0 / lc[x])
+            noise[_Q, h, x] += wt[h] / sets[_OPEN, _COUNT, x] + wt[h] / sets[_LAST, _COUNT, x]
         for j in range(i, m):
             y = ticked[j]
-            if math.isnan(ret[y]):
+            if not math.isnan(ret[y]):
+                kernel = _same_block_kernel(x, y, sets, rr, ml)
+                _add_pair(x, y, False, ret[x] * ret[y], kernel, wt, s, wk, pairs)
+        for y in range(n):  # y's latest earlier return, where it overlaps x's
+            if y == x or not sets[_BEFORE, _COUNT, y] > 0.0:
                 continue
-            k = _pair_kernel(x, y, cnt, st, rr, lc, lt, ml)
-            lo, hi = (x, y) if x <= y else (y, x)
-            for h in range(nh):
-                s[h, lo, hi] += wt[h] * ret[x] * ret[y]
-                wk[h, lo, hi] += wt[h] * k
-            pairs[lo, hi] += 1
-    for i in range(m):  # the block's sets become the last sets: sums of min(t_a, t_b) first
-        x = ticked[i]
-        for y in range(n):
-            if cnt[y] > 0.0:
-                ml[x, y] = 2.0 * rr[x, x] + st[x] if x == y else rr[x, y] + rr[y, x]
-            else:
-                ml[x, y] = cnt[x] * lt[y]  # every tick of y's last set is earlier
-                ml[y, x] = ml[x, y]
-    for i in range(m):
-        x = ticked[i]
-        lc[x], lp[x], lt[x] = cnt[x], sp[x], st[x]
-        cnt[x], sp[x], st[x] = 0.0, 0.0, 0.0
-        for y in range(n):
-            rr[x, y] = 0.0
+            if not sets[_LAST, _END, y] > sets[_LAST, _FIRST, x]:
+                continue
+            earlier = _mean(sets, _LAST, _PRICES, y) - _mean(sets, _BEFORE, _PRICES, y)
+            kernel = _lagged_kernel(x, y, sets, ml, mll)
+            _add_pair(x, y, True, ret[x] * earlier, kernel, wt, s, wk, pairs)
+    _advance_sets(m, sets, rr, ml, mll, ticked)
     if tc - clock[_ORIGIN] > _REBASE_ORIGIN_S:  # keep relative times small and exact
-        shift = tc - clock[_ORIGIN]
-        for x in range(n):
-            lt[x] -= lc[x] * shift
-            for y in range(n):
-                ml[x, y] -= lc[x] * lc[y] * shift
+        _shift_origin(tc - clock[_ORIGIN], sets, ml, mll)
         clock[_ORIGIN] = tc
 
 
-def _block_batch(
-    idx: IntArray,
-    ts: FloatArray,
-    ys: FloatArray,
-    b: float,
-    clock: FloatArray,
-    hl: FloatArray,
-    cnt: FloatArray,
-    sp: FloatArray,
-    st: FloatArray,
-    rr: FloatArray,
-    lc: FloatArray,
-    lp: FloatArray,
-    lt: FloatArray,
-    ml: FloatArray,
-    logp: FloatArray,
-    last_t: FloatArray,
-    prev_t: FloatArray,
-    last_dp: FloatArray,
-    s: FloatArray,
-    wk: FloatArray,
-    q: FloatArray,
-    ac: FloatArray,
-    na: FloatArray,
-    ac_blk: FloatArray,
-    na_blk: FloatArray,
-    nac: FloatArray,
-    pairs: IntArray,
-    ret: FloatArray,
-    ticked: IntArray,
-    wt: FloatArray,
+def _advance_sets(
+    m: int, sets: FloatArray, rr: FloatArray, ml: FloatArray, mll: FloatArray, ticked: IntArray
 ) -> None:
+    """The open block's sets become the last sets, the last ones the sets before.
+
+    ``ml[x, y] = M(last_x, last_y)`` and ``mll[x, y] = M(last_x, before_y)`` with
+    ``M(A, B) = sum min(t_a, t_b)``; a set entirely earlier than another gives
+    ``M = count(later) * time sum(earlier)``. ``mll`` is updated first, from the old ``ml``.
+    """
+    n = sets.shape[2]
+    for x in range(n):
+        x_ticked = sets[_OPEN, _COUNT, x] > 0.0
+        for i in range(m):
+            y = ticked[i]  # before_y becomes last_y
+            if x_ticked:
+                mll[x, y] = sets[_OPEN, _COUNT, x] * sets[_LAST, _TIMES, y]
+            else:
+                mll[x, y] = ml[x, y]
+    for i in range(m):
+        x = ticked[i]
+        for y in range(n):
+            if sets[_OPEN, _COUNT, y] == 0.0:
+                mll[x, y] = sets[_OPEN, _COUNT, x] * sets[_BEFORE, _TIMES, y]
+    for i in range(m):
+        x = ticked[i]
+        for y in range(n):
+            if sets[_OPEN, _COUNT, y] > 0.0:
+                ml[x, y] = (
+                    2.0 * rr[x, x] + sets[_OPEN, _TIMES, x] if x == y else rr[x, y] + rr[y, x]
+                )
+            else:
+                ml[x, y] = sets[_OPEN, _COUNT, x] * sets[_LAST, _TIMES, y]
+                ml[y, x] = ml[x, y]
+    for i in range(m):
+        x = ticked[i]
+        for f in range(sets.shape[1]):
+            sets[_BEFORE, f, x] = sets[_LAST, f, x]
+            sets[_LAST, f, x] = sets[_OPEN, f, x]
+            sets[_OPEN, f, x] = 0.0
+        for y in range(n):
+            rr[x, y] = 0.0
+
+
+def _shift_origin(shift: float, sets: FloatArray, ml: FloatArray, mll: FloatArray) -> None:
+    """Move the origin of relative times ``shift`` later (the open block is empty)."""
+    n = sets.shape[2]
+    for which in (_LAST, _BEFORE):
+        for x in range(n):
+            sets[which, _TIMES, x] -= sets[which, _COUNT, x] * shift
+            sets[which, _FIRST, x] -= shift
+            sets[which, _END, x] -= shift
+    for x in range(n):
+        for y in range(n):
+            ml[x, y] -= sets[_LAST, _COUNT, x] * sets[_LAST, _COUNT, y] * shift
+            mll[x, y] -= sets[_LAST, _COUNT, x] * sets[_BEFORE, _COUNT, y] * shift
+
+
+def _block_batch(
+    idx: IntArray, ts: FloatArray, ys: FloatArray, b: float, clock: FloatArray, hl: FloatArray,
+    sets: FloatArray, rr: FloatArray, ml: FloatArray, mll: FloatArray, s: FloatArray,
+    wk: FloatArray, noise: FloatArray, blk_noise: FloatArray, pairs: IntArray,
+    ret: FloatArray, ticked: IntArray, wt: FloatArray, logp: FloatArray, last_t: FloatArray,
+    prev_t: FloatArray, last_dp: FloatArray, nac: FloatArray,
+) -> None:  # fmt: skip
     """Apply validated ticks (symbol index, time, log price) in non-decreasing time order."""
-    n = cnt.shape[0]
+    n = sets.shape[2]
     for i in range(idx.shape[0]):
         k, t, y = idx[i], ts[i], ys[i]
         block = math.ceil(t / b) - 1  # blocks are closed on the right: (k b, (k + 1) b]
@@ -272,20 +316,23 @@ def _block_batch(
             for h in range(hl.shape[0]):
                 clock[_ANCHOR + h] = block * b
         elif block > clock[_BLOCK]:
-            _close_block(b, clock, hl, cnt, sp, st, rr, lc, lp, lt, ml, s, wk, q, ac, na,
-                         ac_blk, na_blk, pairs, ret, ticked, wt)  # fmt: skip
+            _close_block(b, clock, hl, sets, rr, ml, mll, s, wk, noise, blk_noise, pairs,
+                         ret, ticked, wt)  # fmt: skip
             clock[_BLOCK] = block
         tau = t - clock[_ORIGIN]
         for j in range(n):
-            rr[k, j] += st[j]
-        st[k] += tau
-        cnt[k] += 1.0
-        sp[k] += y
+            rr[k, j] += sets[_OPEN, _TIMES, j]
+        if sets[_OPEN, _COUNT, k] == 0.0:
+            sets[_OPEN, _FIRST, k] = tau
+        sets[_OPEN, _END, k] = tau
+        sets[_OPEN, _TIMES, k] += tau
+        sets[_OPEN, _COUNT, k] += 1.0
+        sets[_OPEN, _PRICES, k] += y
         if not math.isnan(logp[k]):
             dp = y - logp[k]
             if not math.isnan(last_dp[k]) and t - prev_t[k] <= b:
-                ac_blk[k] += dp * last_dp[k]
-                na_blk[k] += 1.0
+                blk_noise[0, k] += dp * last_dp[k]
+                blk_noise[1, k] += 1.0
                 nac[k] += 1.0
             last_dp[k] = dp
             prev_t[k] = last_t[k]
@@ -300,7 +347,11 @@ def _fast_kernels() -> tuple[Callable[..., None], Callable[..., None]]:
     """(close, batch) compiled with numba."""
     global _FAST
     if _FAST is None:
-        close, batch = compile_kernels([_close_block, _block_batch], [_decay_weights, _pair_kernel])
+        close, batch = compile_kernels(
+            [_close_block, _block_batch],
+            [_decay_weights, _mean, _within, _same_block_kernel, _lagged_kernel, _add_pair,
+             _advance_sets, _shift_origin],
+        )  # fmt: skip
         _FAST = (close, batch)
     return _FAST
 
@@ -327,14 +378,16 @@ class PreAveragedCovariance:
         self._hl = np.asarray(self.halflives_s, dtype=np.float64)
         self._state: dict[str, FloatArray | IntArray] = {
             "clock": np.full(2 + nh, np.nan),
-            **{name: np.zeros(n) for name in _PER_SYMBOL_ZERO},
+            "sets": np.zeros((3, 5, n)),
+            **{name: np.zeros((n, n)) for name in _FULL_MATRIX},
+            "s": np.zeros((nh, n, n)),
+            "wk": np.zeros((nh, n, n)),
+            "noise": np.zeros((3, nh, n)),
+            "blk_noise": np.zeros((2, n)),
+            "pairs": np.zeros((n, n), dtype=np.int64),
             **{name: np.full(n, np.nan) for name in ("logp", "last_dp")},
             **{name: np.full(n, -np.inf) for name in ("last_t", "prev_t")},
-            "rr": np.zeros((n, n)),
-            "ml": np.zeros((n, n)),
-            "pairs": np.zeros((n, n), dtype=np.int64),
-            **{name: np.zeros((nh, n, n)) for name in ("s", "wk")},
-            **{name: np.zeros((nh, n)) for name in ("q", "ac", "na")},
+            "nac": np.zeros(n),
         }
         self._scratch = (np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(nh))
         self._upper = np.triu(np.ones((n, n), dtype=np.bool_))
@@ -361,11 +414,16 @@ class PreAveragedCovariance:
         """Apply validated ticks in order: symbol indices, times, log prices."""
         a = self._state
         self._batch(
-            idx, ts, log_prices, self.block_s, a["clock"], self._hl,
-            a["cnt"], a["sp"], a["st"], a["rr"], a["lc"], a["lp"], a["lt"], a["ml"],
-            a["logp"], a["last_t"], a["prev_t"], a["last_dp"],
-            a["s"], a["wk"], a["q"], a["ac"], a["na"], a["ac_blk"], a["na_blk"], a["nac"],
-            a["pairs"], *self._scratch,
+            idx, ts, log_prices, self.block_s, *self._close_args(),
+            a["logp"], a["last_t"], a["prev_t"], a["last_dp"], a["nac"],
+        )  # fmt: skip
+
+    def _close_args(self) -> tuple[Any, ...]:
+        """The arguments of the close kernel after the block length, in order."""
+        a = self._state
+        return (
+            a["clock"], self._hl, a["sets"], a["rr"], a["ml"], a["mll"], a["s"], a["wk"],
+            a["noise"], a["blk_noise"], a["pairs"], *self._scratch,
         )  # fmt: skip
 
     def advance_to(self, t: float) -> bool:
@@ -378,13 +436,8 @@ class PreAveragedCovariance:
         clock = a["clock"]
         if math.isnan(clock[_BLOCK]) or t < (clock[_BLOCK] + 1.0) * self.block_s:
             return False
-        had_ticks = bool(a["cnt"].any())
-        self._close(
-            self.block_s, clock, self._hl,
-            a["cnt"], a["sp"], a["st"], a["rr"], a["lc"], a["lp"], a["lt"], a["ml"],
-            a["s"], a["wk"], a["q"], a["ac"], a["na"], a["ac_blk"], a["na_blk"],
-            a["pairs"], *self._scratch,
-        )  # fmt: skip
+        had_ticks = bool(a["sets"][_OPEN, _COUNT].any())
+        self._close(self.block_s, *self._close_args())
         # ticks at t or later go to a block after the closed one (a tick exactly at t would
         # otherwise name the closed block: they only share its end, which changes no sum)
         clock[_BLOCK] = max(math.ceil(t / self.block_s) - 1, clock[_BLOCK] + 1.0)
@@ -394,21 +447,32 @@ class PreAveragedCovariance:
         """Per-tick noise variance ``omega^2`` of each symbol's log price (0 until known)."""
         a = self._state
         with np.errstate(invalid="ignore", divide="ignore"):
-            omega2 = np.maximum(-a["ac"][horizon] / a["na"][horizon], 0.0)
+            omega2 = np.maximum(-a["noise"][_AC, horizon] / a["noise"][_NA, horizon], 0.0)
         return np.where(a["nac"] >= MIN_NOISE_PAIRS, omega2, 0.0)
 
     def view(self, horizon: int) -> CovarianceView:
-        """Covariance rates of one horizon, noise-corrected (NaN where not yet seen)."""
+        """Covariance rates of one horizon, noise-corrected (NaN where not yet seen).
+
+        A pair's covariance comes from its same-block products (upper triangle of the sums):
+        computed from the very returns its variances come from, its errors largely cancel in
+        the correlation. Pairs whose returns seldom close in the same block (same-block kernel
+        mass below ``SAME_BLOCK_SHARE`` of the total: e.g. two symbols updating on clocks out of
+        phase) add their lagged products (lower triangle).
+        """
         a, upper = self._state, self._upper
-        pairs = a["pairs"]
-        count = np.where(upper, pairs, pairs.T)
-        s, wk = a["s"][horizon], a["wk"][horizon]
+        s, wk, pairs = a["s"][horizon], a["wk"][horizon], a["pairs"]
+        s0, w0, n0 = (np.where(upper, m, m.T) for m in (s, wk, pairs))
+        s1, w1, n1 = (np.where(upper, m.T, m) for m in (s, wk, pairs))
         with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(upper, s / wk, (s / wk).T)
+            same = w0 >= SAME_BLOCK_SHARE * (w0 + w1)
+            rate = np.where(same, s0 / w0, (s0 + s1) / (w0 + w1))
+            weight = np.where(same, w0, w0 + w1)
             raw = np.diag(s) / np.diag(wk)
-            noise = self.noise_variance(horizon) * a["q"][horizon] / np.diag(wk)
+            noise = self.noise_variance(horizon) * a["noise"][_Q, horizon] / np.diag(wk)
+        count = np.where(same, n0, n0 + n1)
         np.fill_diagonal(rate, np.maximum(raw - noise, NOISE_FLOOR * raw))
-        rate[(count == 0) | ~(np.where(upper, wk, wk.T) > 0)] = np.nan
+        np.fill_diagonal(count, np.diag(pairs))
+        rate[(count == 0) | ~(weight > 0)] = np.nan
         rate.flags.writeable = False
         count.flags.writeable = False
         return CovarianceView(rate=rate, count=count)
@@ -424,26 +488,13 @@ class PreAveragedCovariance:
             ValueError: a name is missing or unknown, or an array's shape or dtype differs;
                 nothing is changed then.
         """
-        arrays = self._state
-        if set(state) != set(arrays):
-            raise ValueError(f"state arrays {sorted(state)}, expected {sorted(arrays)}")
-        for name, target in arrays.items():
-            source = state[name]
-            if source.shape != target.shape or source.dtype != target.dtype:
-                raise ValueError(
-                    f"state array {name}: {source.dtype}{list(source.shape)}, "
-                    f"expected {target.dtype}{list(target.shape)}"
-                )
-        for name, target in arrays.items():
-            np.copyto(target, state[name])  # in place: the kernels need C-contiguous arrays
+        load_arrays(self._state, state)
 
 
-_PER_SYMBOL_ZERO = ("cnt", "sp", "st", "lc", "lp", "lt", "ac_blk", "na_blk", "nac")
-_PER_SYMBOL = (*_PER_SYMBOL_ZERO, "logp", "last_dp", "last_t", "prev_t")
-_PER_HORIZON_SYMBOL = ("q", "ac", "na")
-_FULL_MATRIX = ("rr", "ml")  # entries for every ordered pair
-_UPPER_MATRIX = ("pairs",)  # entries in the upper triangle
-_PER_HORIZON_UPPER = ("s", "wk")
+_PER_SYMBOL = ("logp", "last_dp", "last_t", "prev_t", "nac")  # symbol is the only axis
+_SYMBOL_LAST = ("sets", "noise", "blk_noise")  # symbol is the last axis
+_FULL_MATRIX = ("rr", "ml", "mll")  # entries for every ordered pair
+_PAIR_SUMS = ("pairs", "s", "wk")  # same-block pairs above the diagonal, lagged ones below
 
 
 def reindex_preaveraged_state(
@@ -461,13 +512,17 @@ def reindex_preaveraged_state(
     out["clock"] = np.array(saved["clock"])
     for name in _PER_SYMBOL:
         out[name][new] = saved[name][old]
-    for name in _PER_HORIZON_SYMBOL:
-        out[name][:, new] = saved[name][:, old]
+    for name in _SYMBOL_LAST:
+        out[name][..., new] = saved[name][..., old]
     for name in _FULL_MATRIX:
         out[name][np.ix_(new, new)] = saved[name][np.ix_(old, old)]
-    a, b = np.nonzero(new[:, None] <= new[None, :])
-    for name in (*_UPPER_MATRIX, *_PER_HORIZON_UPPER):
-        upper = np.triu(np.ones(saved[name].shape[-2:], dtype=np.bool_))
-        both = np.where(upper, saved[name], np.swapaxes(saved[name], -1, -2))
-        out[name][..., new[a], new[b]] = both[..., old[a], old[b]]
+    a, b = np.nonzero(new[:, None] < new[None, :])
+    d = np.arange(len(new))
+    for name in _PAIR_SUMS:  # same-block sums above the diagonal, lagged below, both symmetric
+        saved_upper = np.triu(np.ones(saved[name].shape[-2:], dtype=np.bool_))
+        same = np.where(saved_upper, saved[name], np.swapaxes(saved[name], -1, -2))
+        lagged = np.where(saved_upper, np.swapaxes(saved[name], -1, -2), saved[name])
+        out[name][..., new[a], new[b]] = same[..., old[a], old[b]]
+        out[name][..., new[b], new[a]] = lagged[..., old[a], old[b]]
+        out[name][..., new[d], new[d]] = saved[name][..., old[d], old[d]]
     return out

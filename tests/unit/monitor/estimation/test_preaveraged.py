@@ -23,14 +23,24 @@ from tests.noisy_market import NoisyMarket, bid_ask_market
 def _brute_force(idx: np.ndarray, ts: np.ndarray, lp: np.ndarray, n: int, b: float, hl: float):
     """S, W and Q of one horizon straight from the definitions, tick lists and all.
 
-    For every closed block, each symbol that ticked in it and before has the return
-    ``mean(block) - mean(previous block with ticks)``; ``K = sum c_a c_b min(t_a, t_b)``.
+    Blocks are ``(k b, (k+1) b]``. At every closed block, each symbol that ticked in it and
+    before has the return ``mean(block) - mean(previous block with ticks)``, with its price
+    coefficients. Pairs: two returns closing in the same block, and a return closing in a
+    block with each other symbol's latest earlier return whose tick span overlaps it
+    (``last tick of the earlier one's newer set > first tick of this one's older set``).
+    ``K = sum c_a c_b min(t_a, t_b)``.
     """
     blocks = np.ceil(ts / b) - 1  # (k b, (k + 1) b]
     last_set: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    s, w, q = np.zeros((n, n)), np.zeros((n, n)), np.zeros(n)
-    closed = np.unique(blocks)[:-1]  # the last block is still open
-    for blk in closed:
+    latest: dict[int, tuple[float, np.ndarray, np.ndarray, float, float]] = {}
+    s, w, q = np.zeros((n, n)), np.zeros((n, n)), np.zeros(n)  # same-block pairs
+    s1, w1 = np.zeros((n, n)), np.zeros((n, n))  # lagged pairs
+
+    def kernel(tx, cx, ty, cy):  # type: ignore[no-untyped-def]
+        return float(cx @ np.minimum(tx[:, None], ty[None, :]) @ cy)
+
+    for blk in np.unique(blocks)[:-1]:  # the last block is still open
+        weight = 2.0 ** ((blk + 1) * b / hl)
         rets = {}
         for k in range(n):
             sel = (blocks == blk) & (idx == k)
@@ -46,15 +56,20 @@ def _brute_force(idx: np.ndarray, ts: np.ndarray, lp: np.ndarray, n: int, b: flo
                         np.full(len(cur[0]), 1 / len(cur[0])),
                     )
                 )
-                rets[k] = (cur[1].mean() - prev[1].mean(), times, coef)
-                q[k] += 2.0 ** ((blk + 1) * b / hl) * (1 / len(cur[0]) + 1 / len(prev[0]))
+                rets[k] = (cur[1].mean() - prev[1].mean(), times, coef, prev[0][0], cur[0][-1])
+                q[k] += weight * (1 / len(cur[0]) + 1 / len(prev[0]))
             last_set[k] = cur
-        weight = 2.0 ** ((blk + 1) * b / hl)
-        for x, (rx, tx, cx) in rets.items():
-            for y, (ry, ty, cy) in rets.items():
+        for x, (rx, tx, cx, first_x, _) in rets.items():
+            for y, (ry, ty, cy, _, _) in rets.items():
                 s[x, y] += weight * rx * ry
-                w[x, y] += weight * float(cx @ np.minimum(tx[:, None], ty[None, :]) @ cy)
-    return s, w, q
+                w[x, y] += weight * kernel(tx, cx, ty, cy)
+            for y, (ry, ty, cy, _, end_y) in latest.items():
+                if y != x and end_y > first_x:
+                    for a, c in ((x, y), (y, x)):
+                        s1[a, c] += weight * rx * ry
+                        w1[a, c] += weight * kernel(tx, cx, ty, cy)
+        latest.update(rets)
+    return s, w, q, s1, w1
 
 
 def test_sums_equal_the_definition_on_a_small_asynchronous_example() -> None:
@@ -66,13 +81,17 @@ def test_sums_equal_the_definition_on_a_small_asynchronous_example() -> None:
     lp = 4.0 + np.cumsum(rng.normal(0, 0.001, m))
     est = PreAveragedCovariance(n, [hl], b, compiled=False)
     est.update_many(idx, ts, lp)
-    s_ref, w_ref, q_ref = _brute_force(idx, ts, lp, n, b, hl)
+    s_ref, w_ref, q_ref, s1_ref, w1_ref = _brute_force(idx, ts, lp, n, b, hl)
     state = est.state()
     scale = 2.0 ** (-(state["clock"][2]) / hl)  # the kernel stores sums relative to its anchor
     upper = np.triu(np.ones((n, n), dtype=bool))
     np.testing.assert_allclose(state["s"][0][upper], (s_ref * scale)[upper], rtol=1e-9)
     np.testing.assert_allclose(state["wk"][0][upper], (w_ref * scale)[upper], rtol=1e-9)
-    np.testing.assert_allclose(state["q"][0], q_ref * scale, rtol=1e-9)
+    lower = np.tril(np.ones((n, n), dtype=bool), -1)  # lagged pairs below the diagonal
+    np.testing.assert_allclose(state["s"][0][lower], (s1_ref * scale)[lower], rtol=1e-9)
+    np.testing.assert_allclose(state["wk"][0][lower], (w1_ref * scale)[lower], rtol=1e-9)
+    assert (w1_ref[lower] > 0).any()
+    np.testing.assert_allclose(state["noise"][0, 0], q_ref * scale, rtol=1e-9)
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -221,3 +240,25 @@ def test_a_snapshot_at_a_candle_close_includes_that_candle(
         snap = engine.snapshot(t0 + dt * step)
         oracle = pd.Series(rets[:step, 0] ** 2).ewm(alpha=1 - lam, adjust=True).mean().iloc[-1]
         assert snap.covariance[0, 0] / SECONDS_PER_YEAR * dt == pytest.approx(oracle, rel=1e-9)
+
+
+def test_symbols_that_never_share_a_block_still_get_a_correlation() -> None:
+    """Two symbols updating every 10 s, 3 s apart, so never in the same 5 s block: their
+    returns pair with each other's overlapping ones, and the correlation is the true one."""
+    rng = np.random.default_rng(8)
+    seconds, rho, sigma = 30_000, 0.6, 0.0003
+    shocks = rng.standard_normal((seconds, 2)) @ np.linalg.cholesky([[1, rho], [rho, 1]]).T
+    paths = np.cumsum(shocks * sigma, axis=0)  # correlated Brownian motions on a 1 s grid
+    t0 = 1_700_000_000.0
+    at_x = np.arange(0, seconds - 3, 10)
+    ts = np.empty(2 * len(at_x))
+    ts[0::2], ts[1::2] = t0 + at_x, t0 + at_x + 3.0
+    lp = np.empty(2 * len(at_x))
+    lp[0::2], lp[1::2] = paths[at_x, 0], paths[at_x + 3, 1]
+    est = PreAveragedCovariance(2, [1e9], 5.0)
+    est.update_many(np.tile(np.array([0, 1], dtype=np.int64), len(at_x)), ts, lp)
+    view = est.view(0)
+    assert view.count[0, 1] > len(at_x)  # every return of one pairs with two of the other
+    corr = view.rate[0, 1] / math.sqrt(view.rate[0, 0] * view.rate[1, 1])
+    assert corr == pytest.approx(rho, abs=0.05)
+    assert view.rate[0, 0] == pytest.approx(sigma**2, rel=0.1)
