@@ -12,6 +12,7 @@ start from the environment or a file and never logged or served.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hmac
@@ -37,6 +38,7 @@ from service.positions_store import decode_positions
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+BODY_TIMEOUT_S = 10.0
 
 
 def read_secret(server: ServerConfig, environ: dict[str, str] | None = None) -> str | None:
@@ -226,9 +228,15 @@ def build_app(
             if request.method == "DELETE":
                 await positions.reset()
             else:
-                await positions.replace(decode_positions(await request.read()))
+                async with asyncio.timeout(BODY_TIMEOUT_S):  # a client must not hold a handler
+                    body = await request.read()
+                await positions.replace(decode_positions(body))
         except ConfigError as exc:
             return web.json_response({"error": str(exc)}, status=422)
+        except web.RequestPayloadError:  # a malformed body (chunks, length): the client's fault
+            return web.json_response({"error": "malformed request body"}, status=400)
+        except TimeoutError:
+            return web.json_response({"error": "request body not received in time"}, status=408)
         names = list(current.engine.account_names)
         return web.json_response({"accounts": names, "ticks": current.engine.ticks})
 

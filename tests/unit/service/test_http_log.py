@@ -1,0 +1,117 @@
+"""aiohttp's server log: client errors are counted access-level lines, server faults ERRORs."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import http_exceptions, web
+from structlog.testing import capture_logs
+
+from service.http_log import HttpErrorLog, client_error
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _raised(exc: BaseException) -> BaseException:
+    """``exc`` with a traceback, as aiohttp hands it over."""
+    try:
+        raise exc
+    except BaseException as caught:  # any exception is the point
+        return caught
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        http_exceptions.BadHttpMessage("Invalid method encountered"),
+        http_exceptions.BadHttpMethod("GARBAGE"),
+        http_exceptions.BadStatusLine("xyz"),
+        http_exceptions.LineTooLong("header", "8190"),
+        http_exceptions.InvalidHeader(b"bad:"),
+        http_exceptions.TransferEncodingError("bad chunk"),
+        web.RequestPayloadError("bad body"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_malformed_requests_are_client_errors(exc: BaseException) -> None:
+    assert client_error(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        None,
+        RuntimeError("a bug"),
+        KeyError("x"),
+        http_exceptions.HttpProcessingError(code=500, message="server side"),
+    ],
+)
+def test_everything_else_is_a_server_fault(exc: BaseException | None) -> None:
+    assert not client_error(exc)
+
+
+def test_a_client_error_is_one_info_line_without_traceback_and_is_counted() -> None:
+    """The line names the remote, status, reason and a shortened detail; no exc_info."""
+    errors = HttpErrorLog(clock=Clock())
+    exc = _raised(http_exceptions.BadHttpMessage("Invalid method encountered:\n\n  b'X" * 40))
+    with capture_logs() as logs:
+        errors.exception("Error handling request from %s", "10.0.0.7", exc_info=exc)
+    (line,) = logs
+    assert line["log_level"] == "info"
+    assert line["event"] == "http_bad_request"
+    assert (line["remote"], line["status"], line["reason"]) == ("10.0.0.7", 400, "BadHttpMessage")
+    assert "exc_info" not in line
+    assert "\n" not in line["detail"]
+    assert len(line["detail"]) <= 160
+    assert errors.bad_requests == {"BadHttpMessage": 1}
+
+
+def test_a_bad_method_aiohttp_logs_at_debug_is_counted_too() -> None:
+    """aiohttp reports a first request with a bad method (TLS, non-HTTP bytes) at debug."""
+    errors = HttpErrorLog(clock=Clock())
+    with capture_logs() as logs:
+        errors.debug(
+            "Error handling request from %s",
+            "10.0.0.7",
+            exc_info=_raised(http_exceptions.BadHttpMethod("\x16\x03\x01")),
+        )
+    assert [line["event"] for line in logs] == ["http_bad_request"]
+    assert errors.bad_requests == {"BadHttpMethod": 1}
+
+
+def test_a_flood_of_client_errors_logs_a_burst_per_window_and_counts_the_rest() -> None:
+    """At most ``burst`` lines per window; the rest are summed up once the next one opens."""
+    clock = Clock()
+    errors = HttpErrorLog(clock=clock, burst=3, window_s=60.0)
+    exc = _raised(http_exceptions.BadHttpMessage("bad"))
+    with capture_logs() as logs:
+        for _ in range(1000):
+            errors.exception("Error handling request from %s", "10.0.0.7", exc_info=exc)
+        clock.now = 61.0
+        errors.exception("Error handling request from %s", "10.0.0.7", exc_info=exc)
+    events = [line["event"] for line in logs]
+    assert events == ["http_bad_request"] * 3 + ["http_bad_requests_unlogged", "http_bad_request"]
+    assert logs[3]["requests"] == 997
+    assert errors.bad_requests == {"BadHttpMessage": 1001}
+    (family,) = errors.collect()
+    assert [(s.labels, s.value) for s in family.samples] == [({"reason": "BadHttpMessage"}, 1001)]
+
+
+def test_a_server_fault_stays_an_error_with_its_traceback() -> None:
+    """An exception escaping a handler is riskmon's fault: ERROR, with exc_info, not counted."""
+    errors = HttpErrorLog(clock=Clock())
+    with capture_logs() as logs:
+        errors.exception(
+            "Error handling request from %s", "10.0.0.7", exc_info=_raised(KeyError("x"))
+        )
+    (line,) = logs
+    assert line["log_level"] == "error"
+    assert line["event"] == "http_server_error"
+    assert isinstance(line["exc_info"], KeyError)
+    assert line["message"] == "Error handling request from 10.0.0.7"
+    assert errors.bad_requests == {}
