@@ -247,7 +247,11 @@ class Dispatcher:
         self.stats = {name: self.stats.get(name) or SinkStats() for name in self.sinks}
         self._wake = {name: self._wake.get(name) or asyncio.Event() for name in self.sinks}
         self.ledger = self._ledger()
-        woken = self.ledger.route_active(self.clock())
+        try:
+            woken = self.ledger.route_active(self.clock())
+        except sqlite3.Error as exc:  # the new routes apply from the next transition on
+            log.error("alerts_outbox_error", error=str(exc), during="reconfigure")
+            woken = set()
         log.info("alerts_reconfigured", sinks=sorted(self.sinks), routes=len(self.routes),
                  firing_routed=len(woken))  # fmt: skip
         self._wake_up(woken)

@@ -17,6 +17,7 @@ SIGHUP also rotates a token file or a certificate.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Callable
@@ -53,17 +54,19 @@ class Generation:
         return int(self.sockets[0].getsockname()[1])
 
 
-def bind(server: ServerConfig) -> list[socket.socket]:
+async def bind(server: ServerConfig) -> list[socket.socket]:
     """Listening sockets for every address of ``[server] listen`` (as asyncio binds them).
 
-    With port 0 every address gets the port the first one was given.
+    With port 0 every address gets the port the first one was given. A name is resolved off
+    the event loop (a slow resolver must not hold up probes and scrapes).
 
     Raises:
         ConfigError: the host does not resolve, or an address cannot be bound.
     """
     host, port = server.host, server.port
+    loop = asyncio.get_running_loop()
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(f'[server] listen "{server.listen}": {exc.strerror}') from None
     sockets: list[socket.socket] = []
@@ -130,9 +133,9 @@ class HttpListener:
         context = ssl_context(server)
         current = self.current
         if current is not None and current.server.listen == server.listen:
-            sockets = [sock.dup() for sock in current.sockets]
+            sockets = _duplicates(current.sockets)
         else:
-            sockets = bind(server)
+            sockets = await bind(server)
         runner = web.AppRunner(
             self._app(server, secret),
             access_log=None,
@@ -170,6 +173,23 @@ class HttpListener:
         if self.current is not None:
             current, self.current = self.current, None
             await _stop(current.runner, current.sockets)
+
+
+def _duplicates(sockets: list[socket.socket]) -> list[socket.socket]:
+    """New descriptors of the same listening sockets.
+
+    Raises:
+        ConfigError: out of file descriptors.
+    """
+    copies: list[socket.socket] = []
+    try:
+        for sock in sockets:
+            copies.append(sock.dup())
+    except OSError as exc:
+        for copy in copies:
+            copy.close()
+        raise ConfigError(f"[server]: cannot serve ({exc.strerror or exc})") from None
+    return copies
 
 
 async def _stop(runner: web.AppRunner, sockets: list[socket.socket]) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import socket
+import ssl
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -321,3 +323,63 @@ async def test_sighup_swaps_sinks_and_routes_keeping_what_each_sink_was_told(
 
 async def _has(path: Path, count: int) -> bool:
     return len(_lines(path)) >= count
+
+
+async def test_sighup_turns_tls_on_at_the_same_port(daemon: Daemon) -> None:
+    """With tls_cert/tls_key added, the same port answers HTTPS (verified against that
+    certificate) and no longer plain HTTP; a key that cannot be read is refused."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = daemon.tmp_path / "cert.pem", daemon.tmp_path / "key.pem"
+    make = await asyncio.create_subprocess_exec(
+        openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+        "-out", str(cert), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        assert await make.wait() == 0
+    port = _free_port()
+    daemon.write(port)
+    await daemon.process.start()
+    await _until(lambda: _ok(f"http://127.0.0.1:{port}/healthz"), "plain HTTP")
+
+    daemon.write(port, f'tls_cert = "{cert}"\ntls_key = "{daemon.tmp_path / "missing.pem"}"')
+    await daemon.sighup()
+    await _until(lambda: _failures(port, "http"), "the unreadable key refused")
+    assert await _ok(f"http://127.0.0.1:{port}/healthz")
+
+    daemon.write(port, f'tls_cert = "{cert}"\ntls_key = "{key}"')
+    await daemon.sighup()
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def https() -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"https://127.0.0.1:{port}/healthz", ssl=context) as resp,
+            ):
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await _until(https, "HTTPS on the same port")
+    assert await _status(f"http://127.0.0.1:{port}/healthz") != 200
+
+
+async def _failures(port: int, scheme: str) -> bool:
+    """Whether one reload failure is counted (read over ``scheme``)."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{scheme}://127.0.0.1:{port}/metrics") as resp,
+        ):
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return False
+    for family in text_string_to_metric_families(text):
+        if family.name == "riskmon_config_reloads":
+            return any(
+                s.labels.get("result") == "failure" and s.value == 1.0 for s in family.samples
+            )
+    return False
