@@ -46,11 +46,11 @@ from tests.integration.test_service import Process
 from tests.unit.deploy.test_deploy import DEPLOY, RULES_DIR, dashboard, dashboard_panels
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
-DEMO_S = 300.0
+WARM_S = 5 * STARTUP_TIMEOUT_S
+"""Every dashboard target has data within this (crash, alerts, checkpoints included)."""
+DEMO_S = 2 * WARM_S
 """The demo's --duration: longer than the module's tests, which stop it when done."""
 SPEED = 120.0
-WARM_S = 150.0
-"""Every dashboard target has data within this (crash, alerts, checkpoints included)."""
 ASIDE_ROW = "Roles and bus"
 """The row of the split roles: no data in single-process mode."""
 
