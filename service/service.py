@@ -54,6 +54,7 @@ from service.daemon import AlertListener, Daemon
 from service.http import build_app
 from service.http_log import HttpErrorLog
 from service.listener import HttpListener
+from service.logs import redact_also
 from service.looplag import LoopLag
 from service.metrics import RiskCollector, ServiceStats, make_registry
 from service.positions_store import (
@@ -285,6 +286,7 @@ class Service:
         self._retire_orphans(fresh)  # resolved through the sinks that were told of them
         await dispatcher.reconfigure(delivery)
         await http.commit(generation)
+        redact_also(delivery.redactor)  # new sink secrets and tokens, never in a log line
         previous, self.config, self.port = self.config, config, http.port
         self.stats.reloads_ok += 1
         self.stats.last_reload_ok = True
