@@ -158,15 +158,40 @@ class PositionsApi(Protocol):
         """Drop posted accounts and return to the config's."""
 
 
+ClientErrorReport = Callable[[str, str, int, str | None], None]
+"""Called with (method, path, status, remote) for every 4xx answer."""
+
+
+def _client_error_middleware(report: ClientErrorReport) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # the router's 404 and 405, raised
+            if 400 <= exc.status < 500:
+                report(request.method, request.path, exc.status, request.remote)
+            raise
+        if 400 <= response.status < 500:
+            report(request.method, request.path, response.status, request.remote)
+        return response
+
+    return middleware
+
+
 def build_app(
     daemon: Callable[[], Daemon | None],
     registry: CollectorRegistry,
     server: ServerConfig,
     secret: str | None,
     positions: PositionsApi | None = None,
+    client_errors: ClientErrorReport | None = None,
 ) -> web.Application:
-    """The aiohttp application; ``daemon`` returns the daemon currently running."""
-    app = web.Application(middlewares=[_auth_middleware(server, secret)])
+    """The aiohttp application; ``daemon`` returns the daemon currently running, and
+    ``client_errors`` hears of every 4xx answer (auth refusals included)."""
+    middlewares = [_auth_middleware(server, secret)]
+    if client_errors is not None:
+        middlewares.insert(0, _client_error_middleware(client_errors))
+    app = web.Application(middlewares=middlewares)
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)

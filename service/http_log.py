@@ -11,6 +11,10 @@ handler takes the logger to write to; :class:`HttpErrorLog` is that logger:
   ``http_bad_request`` at INFO, one line without traceback, at most ``burst`` lines per
   ``window_s`` (the rest are counted and summed up in one ``http_bad_requests_unlogged``
   line when the next window opens);
+- a 4xx a handler answers (bad token, wrong method, unknown path, invalid JSON body) is
+  counted by status in ``riskmon_http_client_errors_total`` and logged as
+  ``http_client_error`` at INFO, within the same budget (:func:`service.http.build_app`'s
+  middleware reports it);
 - anything else aiohttp reports through ``exception`` (an exception escaping a handler: a
   fault of riskmon's) stays an ERROR with its traceback.
 """
@@ -60,6 +64,7 @@ class HttpErrorLog(Collector):
         window_s: float = LOG_WINDOW_S,
     ) -> None:
         self.bad_requests: Counter[str] = Counter()
+        self.client_errors: Counter[int] = Counter()
         self._clock, self._burst, self._window_s = clock, burst, window_s
         self._window_start = -float("inf")
         self._logged = 0
@@ -102,6 +107,24 @@ class HttpErrorLog(Collector):
     def _bad_request(self, exc: BaseException, args: tuple[Any, ...]) -> None:
         reason = type(exc).__name__
         self.bad_requests[reason] += 1
+        if self._within_budget():
+            remote = str(args[0]) if args else None
+            status = getattr(exc, "code", 400)
+            log.info(
+                "http_bad_request", remote=remote, status=status, reason=reason,
+                detail=_detail(exc),
+            )  # fmt: skip
+
+    def client_error(self, method: str, path: str, status: int, remote: str | None) -> None:
+        """A 4xx a handler answered (unauthorised, forbidden, not found, wrong method, invalid
+        body): counted, and one INFO line within the same budget."""
+        self.client_errors[status] += 1
+        if self._within_budget():
+            shown = path if len(path) <= MAX_DETAIL else path[: MAX_DETAIL - 3] + "..."
+            log.info("http_client_error", method=method, path=shown, status=status, remote=remote)
+
+    def _within_budget(self) -> bool:
+        """Whether one more client-error line may be logged in the current window."""
         now = self._clock()
         if now - self._window_start >= self._window_s:
             if self._unlogged:
@@ -109,16 +132,13 @@ class HttpErrorLog(Collector):
             self._window_start, self._logged, self._unlogged = now, 0, 0
         if self._logged >= self._burst:
             self._unlogged += 1
-            return
+            return False
         self._logged += 1
-        remote = str(args[0]) if args else None
-        status = getattr(exc, "code", 400)
-        log.info(
-            "http_bad_request", remote=remote, status=status, reason=reason, detail=_detail(exc)
-        )
+        return True
 
     def collect(self) -> Iterator[Metric]:
-        """``riskmon_http_bad_requests_total{reason}``."""
+        """``riskmon_http_bad_requests_total{reason}`` and
+        ``riskmon_http_client_errors_total{code}``."""
         family = CounterMetricFamily(
             "riskmon_http_bad_requests",
             "Requests refused as malformed (the client's fault), by aiohttp's error class.",
@@ -127,6 +147,14 @@ class HttpErrorLog(Collector):
         for reason, count in sorted(self.bad_requests.items()):
             family.add_metric([reason], count)
         yield family
+        answered = CounterMetricFamily(
+            "riskmon_http_client_errors",
+            "Requests a handler answered with a 4xx status (401, 403, 404, 405, 422, ...).",
+            labels=["code"],
+        )
+        for code, count in sorted(self.client_errors.items()):
+            answered.add_metric([str(code)], count)
+        yield answered
 
 
 def _exception(exc_info: Any) -> BaseException | None:

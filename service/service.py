@@ -142,7 +142,9 @@ class Service:
     def _app(
         self, registry: CollectorRegistry, server: ServerConfig, secret: str | None
     ) -> web.Application:
-        return build_app(lambda: self.daemon, registry, server, secret, self)
+        return build_app(
+            lambda: self.daemon, registry, server, secret, self, self.http_log.client_error
+        )
 
     async def _serve(self, observe: Callable[[float], None], duration_s: float | None) -> None:
         self.dispatcher = build_dispatcher(self.config)

@@ -59,6 +59,16 @@ LATE_BAD_BODY = (
 )
 
 
+# Well-formed requests a handler refuses: (method, path, with the token, body, status).
+CLIENT_ERRORS: tuple[tuple[str, str, bool, bytes | None, int], ...] = (
+    ("GET", "/metrics", False, None, 401),
+    ("GET", "/api/v1/snapshot?token=guess", False, None, 401),
+    ("GET", "/nowhere", True, None, 404),
+    ("DELETE", "/metrics", True, None, 405),
+    ("POST", "/api/v1/positions", True, b"{not json", 422),
+)
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[ExchangeSimulator]:
     async with ExchangeSimulator(speed=1.0, seed=3) as simulator:
@@ -89,7 +99,9 @@ async def test_garbage_requests_are_client_errors_not_server_errors(
     tmp_path: Path, sim: ExchangeSimulator
 ) -> None:
     """Every malformed request gets a 4xx; the log has no ERROR record and no traceback; the
-    refusals are counted in riskmon_http_bad_requests_total; /metrics still answers."""
+    refusals are counted in riskmon_http_bad_requests_total, the 4xx answers of handlers (bad
+    token, unknown path, wrong method, invalid JSON) in riskmon_http_client_errors_total, each
+    an INFO line; /metrics still answers."""
     port = _free_port()
     config = tmp_path / "riskmon.toml"
     config.write_text(
@@ -111,12 +123,15 @@ async def test_garbage_requests_are_client_errors_not_server_errors(
         await _send_raw(port, *LATE_BAD_BODY, wait_s=1.0)
         await _send_raw(port, LATE_BAD_BODY[0], wait_s=0.5)  # hangs up before any body
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/metrics", headers=headers) as resp,
-        ):
-            assert resp.status == 200
-            text = await resp.text()
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            for method, path, auth, body, status in CLIENT_ERRORS:
+                sent = headers if auth else {}
+                async with session.request(method, base + path, headers=sent, data=body) as resp:
+                    assert resp.status == status, (method, path)
+            async with session.get(f"{base}/metrics", headers=headers) as resp:
+                assert resp.status == 200
+                text = await resp.text()
     finally:
         assert await process.stop() == 0
         await process.kill()
@@ -134,3 +149,12 @@ async def test_garbage_requests_are_client_errors_not_server_errors(
     bad = [r for r in records if r.get("event") == "http_bad_request"]
     assert len(bad) == counted
     assert {r["level"] for r in bad} == {"info"}
+    refused = [r for r in records if r.get("event") == "http_client_error"]
+    assert sorted(r["status"] for r in refused) == sorted(c[-1] for c in CLIENT_ERRORS)
+    assert {r["level"] for r in refused} == {"info"}
+    assert all("?" not in r["path"] for r in refused)  # never a query string (tokens)
+    (answered,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "riskmon_http_client_errors"
+    ]
+    codes = {s.labels["code"]: s.value for s in answered.samples if s.name.endswith("_total")}
+    assert codes == {"401": 2.0, "404": 1.0, "405": 1.0, "422": 1.0}

@@ -92,6 +92,7 @@ ALLOWED_LABELS = {
     "sink",
     "severity",
     "result",
+    "code",
     "version",
     "python",
     "le",

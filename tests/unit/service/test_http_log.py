@@ -98,7 +98,7 @@ def test_a_flood_of_client_errors_logs_a_burst_per_window_and_counts_the_rest() 
     assert events == ["http_bad_request"] * 3 + ["http_bad_requests_unlogged", "http_bad_request"]
     assert logs[3]["requests"] == 997
     assert errors.bad_requests == {"BadHttpMessage": 1001}
-    (family,) = errors.collect()
+    family = next(f for f in errors.collect() if f.name == "riskmon_http_bad_requests")
     assert [(s.labels, s.value) for s in family.samples] == [({"reason": "BadHttpMessage"}, 1001)]
 
 
@@ -115,3 +115,33 @@ def test_a_server_fault_stays_an_error_with_its_traceback() -> None:
     assert isinstance(line["exc_info"], KeyError)
     assert line["message"] == "Error handling request from 10.0.0.7"
     assert errors.bad_requests == {}
+
+
+def test_a_4xx_answer_is_counted_by_status_and_shares_the_log_budget() -> None:
+    """Refused tokens and unknown paths are INFO lines (path, never the query) within the same
+    budget as malformed requests; every one is counted."""
+    clock = Clock()
+    errors = HttpErrorLog(clock=clock, burst=2, window_s=60.0)
+    with capture_logs() as logs:
+        errors.client_error("GET", "/metrics", 401, "10.0.0.7")
+        errors.exception(
+            "Error handling request from %s", "10.0.0.7",
+            exc_info=_raised(http_exceptions.BadHttpMessage("bad")),
+        )  # fmt: skip
+        errors.client_error("DELETE", "/metrics", 405, "10.0.0.7")
+    assert [line["event"] for line in logs] == ["http_client_error", "http_bad_request"]
+    assert logs[0] | {"log_level": "info"} == {
+        "event": "http_client_error",
+        "log_level": "info",
+        "method": "GET",
+        "path": "/metrics",
+        "status": 401,
+        "remote": "10.0.0.7",
+    }
+    assert errors.client_errors == {401: 1, 405: 1}
+    families = {f.name: f for f in errors.collect()}
+    answered = families["riskmon_http_client_errors"]
+    assert [(s.labels, s.value) for s in answered.samples] == [
+        ({"code": "401"}, 1),
+        ({"code": "405"}, 1),
+    ]
