@@ -55,6 +55,7 @@ class HttpErrorLog(Collector):
         clock: monotonic clock of the log budget.
         burst: client-error lines logged per window.
         window_s: length of a window.
+        logger: where the lines go (structlog's ``riskmon.http`` logger by default).
     """
 
     def __init__(
@@ -62,7 +63,9 @@ class HttpErrorLog(Collector):
         clock: Callable[[], float] = time.monotonic,
         burst: int = LOG_BURST,
         window_s: float = LOG_WINDOW_S,
+        logger: Any = None,
     ) -> None:
+        self._log = log if logger is None else logger
         self.bad_requests: Counter[str] = Counter()
         self.client_errors: Counter[int] = Counter()
         self._clock, self._burst, self._window_s = clock, burst, window_s
@@ -79,7 +82,7 @@ class HttpErrorLog(Collector):
             assert exc is not None
             self._bad_request(exc, args)
             return
-        log.error("http_server_error", message=_format(msg, args), exc_info=exc or True)
+        self._log.error("http_server_error", message=_format(msg, args), exc_info=exc or True)
 
     def error(self, msg: str, *args: Any, **kw: Any) -> None:
         """Server faults aiohttp reports without an exception."""
@@ -92,15 +95,15 @@ class HttpErrorLog(Collector):
             assert exc is not None
             self._bad_request(exc, args)
         else:
-            log.debug("aiohttp", message=_format(msg, args))
+            self._log.debug("aiohttp", message=_format(msg, args))
 
     def info(self, msg: str, *args: Any, **_: Any) -> None:
         """Informational lines of aiohttp's server, passed on."""
-        log.info("aiohttp", message=_format(msg, args))
+        self._log.info("aiohttp", message=_format(msg, args))
 
     def warning(self, msg: str, *args: Any, **_: Any) -> None:
         """Warnings of aiohttp's server, passed on."""
-        log.warning("aiohttp", message=_format(msg, args))
+        self._log.warning("aiohttp", message=_format(msg, args))
 
     # --- client errors ----------------------------------------------------------------------
 
@@ -110,7 +113,7 @@ class HttpErrorLog(Collector):
         if self._within_budget():
             remote = str(args[0]) if args else None
             status = getattr(exc, "code", 400)
-            log.info(
+            self._log.info(
                 "http_bad_request", remote=remote, status=status, reason=reason,
                 detail=_detail(exc),
             )  # fmt: skip
@@ -121,14 +124,16 @@ class HttpErrorLog(Collector):
         self.client_errors[status] += 1
         if self._within_budget():
             shown = path if len(path) <= MAX_DETAIL else path[: MAX_DETAIL - 3] + "..."
-            log.info("http_client_error", method=method, path=shown, status=status, remote=remote)
+            self._log.info(
+                "http_client_error", method=method, path=shown, status=status, remote=remote
+            )
 
     def _within_budget(self) -> bool:
         """Whether one more client-error line may be logged in the current window."""
         now = self._clock()
         if now - self._window_start >= self._window_s:
             if self._unlogged:
-                log.info("http_bad_requests_unlogged", requests=self._unlogged)
+                self._log.info("http_bad_requests_unlogged", requests=self._unlogged)
             self._window_start, self._logged, self._unlogged = now, 0, 0
         if self._logged >= self._burst:
             self._unlogged += 1
