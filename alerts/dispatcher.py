@@ -87,6 +87,27 @@ class SinkStats:
     rate_limited: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a config reload changes in a running dispatcher (:meth:`Dispatcher.reconfigure`).
+
+    Attributes:
+        sinks: the sinks by name (the ``log`` file sink included).
+        routes: the routes, in order.
+        max_age_s: changes undelivered this long are given up.
+        resend_s: per sink, the re-send interval of active alerts (Alertmanager).
+        redactor: masks secrets in what is logged.
+        critical_wait_s: the longest a critical firing waits for its group at a chat sink.
+    """
+
+    sinks: Mapping[str, Sink | FileSink]
+    routes: Sequence[Route]
+    max_age_s: float = 86400.0
+    resend_s: Mapping[str, float] = field(default_factory=dict)
+    redactor: Redactor = field(default_factory=Redactor)
+    critical_wait_s: float = 5.0
+
+
 @dataclass(slots=True)
 class Dispatcher:
     """Routes notifications into the outbox and runs one delivery worker per sink.
@@ -125,18 +146,24 @@ class Dispatcher:
     _unsaved: list[Notification] = field(default_factory=list, init=False)
     _unsaved_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
+    _running: bool = field(default=False, init=False)
+    _retire: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _pending: tuple[Delivery, asyncio.Event] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.stats = {name: SinkStats() for name in self.sinks}
         self._wake = {name: asyncio.Event() for name in self.sinks}
-        grouped = {name for name, sink in self.sinks.items() if isinstance(sink, DigestSink)}
-        self.ledger = Ledger(
-            self.outbox, self.routes, tuple(self.sinks), grouped.__contains__, self.immediate,
-            self.critical_wait_s,
-        )  # fmt: skip
+        self.ledger = self._ledger()
         carried = self.ledger.carry_legacy(self.clock())
         if carried:
             log.info("alerts_outbox_upgraded", notifications=carried)
+
+    def _ledger(self) -> Ledger:
+        grouped = {name for name, sink in self.sinks.items() if isinstance(sink, DigestSink)}
+        return Ledger(
+            self.outbox, self.routes, tuple(self.sinks), grouped.__contains__, self.immediate,
+            self.critical_wait_s,
+        )  # fmt: skip
 
     def submit(self, notes: Iterable[Notification]) -> None:
         """Record rule transitions durably (one transaction) and wake the sinks they concern.
@@ -167,16 +194,71 @@ class Dispatcher:
         self._wake_up(result.woken)
 
     async def run(self) -> None:
-        """Deliver until cancelled."""
+        """Deliver until cancelled; :meth:`reconfigure` swaps sinks and routes in between."""
         self._loop = asyncio.get_running_loop()
-        self._wake_up(self.sinks)  # changes left from before a restart
-        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
-            for name in self.sinks:
-                group.create_task(self._worker(name, session))
-            group.create_task(self._reminders())
+        self._running = True
+        try:
+            async with aiohttp.ClientSession() as session:
+                while True:
+                    self._retire.clear()
+                    self._wake_up(self.sinks)  # changes left from before a restart or reload
+                    async with asyncio.TaskGroup() as group:
+                        for name in self.sinks:
+                            group.create_task(self._worker(name, session))
+                        reminders = group.create_task(self._reminders())
+                        await self._retire.wait()
+                        reminders.cancel()  # the workers return after the send under way
+                    self._apply_pending()
+        finally:
+            self._running = False
+
+    async def reconfigure(self, delivery: Delivery) -> None:
+        """Deliver to ``delivery``'s sinks along its routes from now on (a config reload).
+
+        The outbox is kept, and with it what every receiver has been told and what it is owed:
+        a sink kept under the same name carries on where it was (its counters too), a removed
+        one is no longer sent to (its rows stay, should it come back), and alerts still firing
+        are sent to the sinks the new routes add for them. The workers finish the send under
+        way first, so nothing is sent twice; returns once the new sinks are in place.
+        """
+        if not self._running:
+            self._apply(delivery)
+            return
+        done = asyncio.Event()
+        self._pending = (delivery, done)
+        self._retire.set()
+        for event in self._wake.values():
+            event.set()
+        await done.wait()
+
+    def _apply_pending(self) -> None:
+        if self._pending is not None:
+            (delivery, done), self._pending = self._pending, None
+            self._apply(delivery)
+            done.set()
+
+    def _apply(self, delivery: Delivery) -> None:
+        for name, sink in self.sinks.items():
+            if isinstance(sink, FileSink) and delivery.sinks.get(name) is not sink:
+                sink.close()
+        self.sinks, self.routes = delivery.sinks, delivery.routes
+        self.max_age_s, self.resend_s = delivery.max_age_s, delivery.resend_s
+        self.redactor, self.critical_wait_s = delivery.redactor, delivery.critical_wait_s
+        self.stats = {name: self.stats.get(name) or SinkStats() for name in self.sinks}
+        self._wake = {name: self._wake.get(name) or asyncio.Event() for name in self.sinks}
+        self.ledger = self._ledger()
+        try:
+            woken = self.ledger.route_active(self.clock())
+        except sqlite3.Error as exc:  # the new routes apply from the next transition on
+            log.error("alerts_outbox_error", error=str(exc), during="reconfigure")
+            woken = set()
+        log.info("alerts_reconfigured", sinks=sorted(self.sinks), routes=len(self.routes),
+                 firing_routed=len(woken))  # fmt: skip
+        self._wake_up(woken)
 
     async def flush(self, deadline_s: float) -> None:
         """Try to deliver everything due within ``deadline_s`` (at shutdown)."""
+        self._retire.clear()
         async with aiohttp.ClientSession() as session:
             try:
                 async with asyncio.timeout(deadline_s):
@@ -218,7 +300,7 @@ class Dispatcher:
     # --- workers -------------------------------------------------------------------------------
 
     async def _worker(self, name: str, session: aiohttp.ClientSession) -> None:
-        while True:
+        while not self._retire.is_set():
             try:
                 if not await self._deliver_next(name, session):
                     await self._sleep_until_due(name)
@@ -242,8 +324,8 @@ class Dispatcher:
     async def _deliver_next(self, name: str, session: aiohttp.ClientSession) -> bool:
         """Send the most urgent due work of one sink at its rate; whether there was any."""
         pause = self._paused_until.get(name, 0.0) - self.clock()
-        if pause > 0:
-            await asyncio.sleep(pause)
+        if pause > 0 and await self._nap(pause):
+            return False  # a reload retires the worker
         sink = self.sinks[name]
         now = self.clock()
         self._expire(name, now)
@@ -255,8 +337,15 @@ class Dispatcher:
         outcome, sent = await self._send(sink, work, session, now)
         self._settle(name, work, sent, outcome)
         gap = 0.0 if isinstance(sink, FileSink) else 1.0 / sink.rate_per_s
-        await asyncio.sleep(max(gap - (time.monotonic() - started), 0.0))
+        await self._nap(max(gap - (time.monotonic() - started), 0.0))
         return True
+
+    async def _nap(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless a reload retires the workers first (then True)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._retire.wait()
+        return self._retire.is_set()
 
     async def _send(
         self, sink: Sink | FileSink, work: Work, session: aiohttp.ClientSession, now: float

@@ -139,6 +139,25 @@ class Ledger:
                 woken.add(row.sink)
         return None
 
+    def route_active(self, now: float) -> set[str]:
+        """Owe every alert still firing to the sinks the routes send it to and that have
+        never heard of it (routes or sinks changed by a reload); returns those sinks.
+
+        A sink that already has a row keeps it: what it was told decides what it is owed.
+        """
+        woken: set[str] = set()
+        with self.outbox.transaction():
+            for record in self.outbox.alerts():
+                if not record.episode.firing or record.firing is None:
+                    continue
+                rows = {row.sink: row for row in self.outbox.deliveries_of(record.dedup_key)}
+                for target in routing.targets(self.routes, record.firing):
+                    if target.sink in self.sinks and target.sink not in rows:
+                        self._join(target, rows)
+                        self._schedule(rows[target.sink], record, now)
+                        woken.add(target.sink)
+        return woken
+
     def _join(self, target: routing.Target, rows: dict[str, DeliveryRow]) -> None:
         row = rows.get(target.sink) or DeliveryRow(target.sink, "", target.group)
         rows[target.sink] = dataclasses.replace(row, group=target.group)

@@ -86,9 +86,18 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        found = set().union(*(fragments(s) for s in secrets if s))
+        self._mask(frozenset().union(*(fragments(s) for s in secrets if s)))
+
+    def _mask(self, found: frozenset[str]) -> None:
+        self._fragments = found
         ordered = sorted(found, key=lambda f: (-len(f), f))  # longest first: no partial leftovers
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def joined(self, other: Redactor) -> Redactor:
+        """A redactor of the secrets of both (after a reload: the old ones stay masked)."""
+        both = Redactor()
+        both._mask(self._fragments | other._fragments)
+        return both
 
     def __bool__(self) -> bool:
         return self._pattern is not None

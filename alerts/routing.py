@@ -9,7 +9,7 @@ labels (``rule`` and ``severity`` may be named too), as Alertmanager groups: wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,10 +59,14 @@ class Target:
 
 def matches(route: Route, note: Notification) -> bool:
     """Whether ``note`` matches the route's severities and labels."""
+    return matches_alert(route, note.event.severity.value, dict(note.event.labels))
+
+
+def matches_alert(route: Route, severity: str, labels: Mapping[str, str]) -> bool:
+    """Whether an alert of ``severity`` with ``labels`` (a rule instance's) matches the route."""
     severities = {str(getattr(s, "value", s)) for s in route.severity}
-    if severities and note.event.severity.value not in severities:
+    if severities and severity not in severities:
         return False
-    labels = dict(note.event.labels)
     return all(labels.get(k) == v for k, v in route.labels.items())
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from alerts.dispatcher import Dispatcher
+from alerts.dispatcher import Delivery, Dispatcher
 from alerts.file import FileSink
 from alerts.notification import Notification, Outcome, Sink, Verdict
 from alerts.outbox import Outbox
@@ -72,14 +72,33 @@ def build_dispatcher(
 ) -> Dispatcher:
     """The dispatcher with its durable outbox in ``[state] dir`` (or at ``outbox``)."""
     state = Path(config.state.dir)
+    delivery = build_delivery(config, environ, log_file)
     return Dispatcher(
+        sinks=delivery.sinks,
+        routes=delivery.routes,
+        outbox=Outbox(outbox or state / config.alerts.outbox),
+        max_age_s=delivery.max_age_s,
+        resend_s=delivery.resend_s,
+        redactor=delivery.redactor,
+        immediate=immediate,
+        critical_wait_s=delivery.critical_wait_s,
+    )
+
+
+def build_delivery(
+    config: Config, environ: Mapping[str, str] | None = None, log_file: Path | None = None
+) -> Delivery:
+    """Sinks (secrets read now), routes and timers of ``config``, for a dispatcher or a reload.
+
+    Raises:
+        ConfigError: a sink's secret cannot be read, or a required setting is missing.
+    """
+    return Delivery(
         sinks=build_sinks(config, environ, log_file),
         routes=config.routes,
-        outbox=Outbox(outbox or state / config.alerts.outbox),
         max_age_s=config.alerts.max_attempts_age,
         resend_s={s.name: s.resend_interval for s in config.sinks if s.type == "alertmanager"},
         redactor=secret_redactor(config, environ),
-        immediate=immediate,
         critical_wait_s=config.alerts.critical_wait,
     )
 

@@ -135,6 +135,9 @@ class Daemon:
     on_step: Callable[[float], None] | None = None
     on_alerts: Callable[[list[AlertEvent], RiskSnapshot], None] | None = None
     latest: RiskSnapshot | None = field(default=None, init=False)
+    latest_computed_at: float = field(default=math.nan, init=False)
+    """Unix time, on this process' own clock (never the demo's faster one), at which ``latest``
+    was computed: its age is meaningful whatever event time does."""
     alerts: list[AlertEvent] = field(default_factory=list, init=False)
     clock: SnapshotClock = field(init=False)
     _heartbeat: float = field(default_factory=time.monotonic, init=False)
@@ -298,6 +301,7 @@ class Daemon:
         """Take a snapshot at the latest event time now (after a restore) and publish it."""
         if self.engine.ticks:  # options are priced with the marks of the last step
             self.latest = self.engine.snapshot(self.engine.last_event_ts)
+            self.latest_computed_at = time.time()
 
     def capture_state(self) -> Checkpoint:
         """Estimator, rule and clock state, for a checkpoint."""
@@ -354,6 +358,7 @@ class Daemon:
     def _on_snapshot(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
         """Called by the snapshot clock (in the worker thread when offloaded)."""
         self.latest = snap
+        self.latest_computed_at = time.time()
         if events:
             self._pending.append((snap, events))
             if not self.offloaded:

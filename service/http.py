@@ -12,6 +12,7 @@ start from the environment or a file and never logged or served.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hmac
@@ -37,6 +38,7 @@ from service.positions_store import decode_positions
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+BODY_TIMEOUT_S = 10.0
 
 
 def read_secret(server: ServerConfig, environ: dict[str, str] | None = None) -> str | None:
@@ -177,15 +179,40 @@ class PositionsApi(Protocol):
         """Drop posted accounts and return to the config's."""
 
 
+ClientErrorReport = Callable[[str, str, int, str | None], None]
+"""Called with (method, path, status, remote) for every 4xx answer."""
+
+
+def _client_error_middleware(report: ClientErrorReport) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # the router's 404 and 405, raised
+            if 400 <= exc.status < 500:
+                report(request.method, request.path, exc.status, request.remote)
+            raise
+        if 400 <= response.status < 500:
+            report(request.method, request.path, response.status, request.remote)
+        return response
+
+    return middleware
+
+
 def build_app(
     daemon: Callable[[], Daemon | None],
     registry: CollectorRegistry,
     server: ServerConfig,
     secret: str | None,
     positions: PositionsApi | None = None,
+    client_errors: ClientErrorReport | None = None,
 ) -> web.Application:
-    """The aiohttp application; ``daemon`` returns the daemon currently running."""
-    app = web.Application(middlewares=[_auth_middleware(server, secret)])
+    """The aiohttp application; ``daemon`` returns the daemon currently running, and
+    ``client_errors`` hears of every 4xx answer (auth refusals included)."""
+    middlewares = [_auth_middleware(server, secret)]
+    if client_errors is not None:
+        middlewares.insert(0, _client_error_middleware(client_errors))
+    app = web.Application(middlewares=middlewares)
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -247,9 +274,15 @@ def build_app(
             if request.method == "DELETE":
                 await positions.reset()
             else:
-                await positions.replace(decode_positions(await request.read()))
+                async with asyncio.timeout(BODY_TIMEOUT_S):  # a client must not hold a handler
+                    body = await request.read()
+                await positions.replace(decode_positions(body))
         except ConfigError as exc:
             return web.json_response({"error": str(exc)}, status=422)
+        except web.RequestPayloadError:  # a malformed body (chunks, length): the client's fault
+            return web.json_response({"error": "malformed request body"}, status=400)
+        except TimeoutError:
+            return web.json_response({"error": "request body not received in time"}, status=408)
         names = list(current.engine.account_names)
         return web.json_response({"accounts": names, "ticks": current.engine.ticks})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -29,6 +30,29 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+class _Redaction:
+    """The redactor every log line passes, replaceable while logging is configured."""
+
+    def __init__(self) -> None:
+        self.redactor = Redactor()
+
+    def processor(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        return self.redactor.processor(logger, method, event)
+
+
+_redaction = _Redaction()
+"""Logging is process-wide (structlog's and the standard library's configuration), and so is
+the redaction of its lines."""
+
+
+def redact_also(redactor: Redactor) -> None:
+    """Mask ``redactor``'s secrets in every log line from now on, as well as those masked so
+    far (a config reload that brings a new sink or token)."""
+    _redaction.redactor = _redaction.redactor.joined(redactor)
+
+
 def configure_logging(
     level: str = "info", stream: TextIO | None = None, redactor: Redactor | None = None
 ) -> None:
@@ -40,7 +64,8 @@ def configure_logging(
         redactor: masks secret fragments in every line (exception texts included).
     """
     out: Any = stream if stream is not None else _CurrentStderr()
-    redact = (redactor or Redactor()).processor
+    _redaction.redactor = redactor or Redactor()
+    redact = _redaction.processor
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=out.isatty())
         if out.isatty()

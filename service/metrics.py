@@ -15,13 +15,21 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from alerts.episodes import Suppressed
 from monitor.risk.snapshot import RiskSnapshot
 from service.hedge_metrics import hedge_families
+from service.rule_metrics import alert_families
 
 if TYPE_CHECKING:
     from alerts.dispatcher import Dispatcher
@@ -104,9 +112,11 @@ class RiskCollector(Collector):
             yield from _portfolios(snap)
             yield from _accounts(snap)
             yield from hedge_families(snap)
+            yield from _computed(daemon)
         yield from _engine(daemon)
         yield from _feeds(daemon, self._clock(), self._wall())
         yield from _rules(daemon)
+        yield from alert_families(daemon)
 
     def _service(self) -> Iterator[Metric]:
         s = self._stats
@@ -344,6 +354,17 @@ def _account_greeks(snap: RiskSnapshot) -> Iterator[Metric]:
         yield family
 
 
+def _computed(daemon: Daemon) -> Iterator[Metric]:
+    """When the latest snapshot was computed, on the process' clock (its age stays true in the
+    demo, whose event time runs faster than the wall clock)."""
+    computed = _gauge(
+        "snapshot_computed_timestamp_seconds", "Unix time the latest snapshot was computed."
+    )
+    if math.isfinite(daemon.latest_computed_at):
+        computed.add_metric([], daemon.latest_computed_at)
+    yield computed
+
+
 def _engine(daemon: Daemon) -> Iterator[Metric]:
     snapshots = _counter("snapshots", "Snapshots taken.")
     snapshots.add_metric([], daemon.snapshots)
@@ -453,13 +474,19 @@ def _rules(daemon: Daemon) -> Iterator[Metric]:
 
 
 def make_registry(collector: RiskCollector) -> tuple[CollectorRegistry, Histogram]:
-    """A fresh registry (never the global one) with the collector and the latency histogram.
+    """A fresh registry (never the global one) with the collector, the latency histogram and
+    client_python's process, platform and garbage-collector collectors.
 
     ``*_created`` series are switched off: they double the series count for no use here.
     """
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in client_python
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    # The process' memory, CPU, file descriptors and start time (process_*, Linux), the
+    # interpreter (python_info) and the garbage collector (python_gc_*).
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     latency = Histogram(
         "riskmon_tick_to_snapshot_latency_seconds",
         "From the oldest tick of a batch being received to the end of the engine step that "

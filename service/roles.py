@@ -199,6 +199,12 @@ def role_service(
     else:
         _check_worker(config, select(config, portfolios, shard))  # fail before anything starts
         factory = functools.partial(_engine_daemon, names=tuple(portfolios), shard=shard)
-    service = Service(config, config_path=path, listeners=tuple(listeners), daemon_factory=factory)
+    service = Service(
+        config,
+        config_path=path,
+        listeners=tuple(listeners),
+        daemon_factory=factory,
+        fixed_sections=frozenset({"bus"}),  # a worker's cursor is a position in one stream
+    )
     service.collectors = (BusCollector(role, lambda: service.daemon),)
     return service

@@ -3,10 +3,14 @@
 - SIGTERM / SIGINT: stop feeds, flush, write a checkpoint, exit within 10 s. Signals and HTTP are
   served by the event loop, which never runs the engine's computation (see service.daemon), so
   they are answered in every state; the shutdown waits for at most the engine step under way.
-- SIGHUP: reload the config file. A valid one replaces the daemon atomically (the HTTP server
-  keeps serving and switches over in one reference swap), carrying the state of the symbols,
-  pairs and rule instances the two configs share; an invalid one is logged, counted in
-  ``riskmon_config_reloads_total{result="failure"}`` and the old config keeps running.
+- SIGHUP: reload the config file. A valid one is applied as a whole or not at all: the daemon
+  is replaced atomically, carrying the state of the symbols, pairs and rule instances the two
+  configs share; ``[server]`` moves to its new address, auth and TLS (the new listener is up
+  before the old one stops: :mod:`service.listener`); ``[[sinks]]``, ``[[routes]]`` and
+  ``[alerts]`` timers are swapped in the running dispatcher, which keeps its outbox. An
+  invalid file, a change only a restart can make (:mod:`service.reload`), a secret that
+  cannot be read or an address that cannot be bound is logged with the reason, counted in
+  ``riskmon_config_reloads_total{result="failure"}``, and the old config keeps running.
 - Checkpoints: every ``[state] checkpoint_interval`` and at shutdown, atomically, into
   ``[state] dir``; at start a checkpoint is restored. One of another configuration (a rule or
   a symbol added) carries what the two share, as SIGHUP does, and logs what was carried; a
@@ -16,14 +20,14 @@
   configuration are resolved.
 - systemd: READY=1 once serving, WATCHDOG=1 while the engine loop turns, RELOADING=1 on SIGHUP.
 - Alerts: every transition goes through the durable outbox to the routed sinks; the
-  dispatcher outlives reloads (sinks and routes are read at start: changing them needs a
-  restart) and gets ``ALERT_FLUSH_S`` to deliver what is due at shutdown.
+  dispatcher outlives reloads and gets ``ALERT_FLUSH_S`` to deliver what is due at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,21 +36,26 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from alerts import notify
 from alerts.dispatcher import Dispatcher
 from monitor.config.book import AccountConfig
 from monitor.config.loading import load_config
-from monitor.config.schema import Config
+from monitor.config.schema import Config, ServerConfig
 from monitor.errors import ConfigError, RiskmonError
 from monitor.model import AlertEvent
 from monitor.risk.snapshot import RiskSnapshot
 from service.alert_recovery import align_rules, orphans
-from service.alerting import build_dispatcher
+from service.alerting import build_delivery, build_dispatcher
 from service.checkpoint import Checkpoint, Fingerprint, read_checkpoint, write_checkpoint
 from service.daemon import AlertListener, Daemon
-from service.http import build_app, read_secret, ssl_context
+from service.http import build_app
+from service.http_log import HttpErrorLog
+from service.listener import HttpListener
+from service.logs import redact_also
+from service.looplag import LoopLag
 from service.metrics import RiskCollector, ServiceStats, make_registry
 from service.positions_store import (
     POSITIONS_FILE,
@@ -54,6 +63,7 @@ from service.positions_store import (
     load_positions,
     save_positions,
 )
+from service.reload import changed_sections, refused_changes
 from service.systemd import Notifier
 
 log = structlog.get_logger("riskmon.service")
@@ -74,6 +84,8 @@ class Service:
         notifier: systemd notifications (inert without NOTIFY_SOCKET).
         wall: the wall clock daemons check venue times and the event clock against (the demo
             passes the simulator's faster clock).
+        fixed_sections: sections a reload may not change besides :data:`RESTART_ONLY`
+            (``"bus"`` for a split role).
     """
 
     config: Config
@@ -84,6 +96,10 @@ class Service:
     collectors: Sequence[Collector] = ()
     stats: ServiceStats = field(default_factory=ServiceStats)
     wall: Callable[[], float] = time.time
+    fixed_sections: frozenset[str] = frozenset()
+    loop_lag: LoopLag = field(default_factory=LoopLag)
+    http_log: HttpErrorLog = field(default_factory=HttpErrorLog)
+    http: HttpListener | None = field(default=None, init=False)
     daemon: Daemon | None = field(default=None, init=False)
     dispatcher: Dispatcher | None = field(default=None, init=False)
     port: int | None = field(default=None, init=False)
@@ -104,36 +120,31 @@ class Service:
         self._reload.set()
 
     async def run(self, duration_s: float | None = None) -> None:
-        """Serve until stopped (signal, ``request_stop`` or ``duration_s``)."""
+        """Serve until stopped (signal, ``request_stop`` or ``duration_s``).
+
+        Raises:
+            ConfigError: the HTTP secret or TLS files cannot be read, or ``[server] listen``
+                cannot be bound.
+        """
         collector = RiskCollector(lambda: self.daemon, self.stats, time.monotonic, time.time)
         registry, latency = make_registry(collector)
-        for extra in self.collectors:
+        for extra in (*self.collectors, self.loop_lag, self.http_log):
             registry.register(extra)
-        secret = read_secret(self.config.server)
-        runner = web.AppRunner(
-            build_app(lambda: self.daemon, registry, self.config.server, secret, self),
-            access_log=None,
-        )
-        await runner.setup()
+        self.http = HttpListener(functools.partial(self._app, registry), self.http_log)
+        await self.http.start(self.config.server)
+        self.port = self.http.port
         try:
-            site = web.TCPSite(
-                runner,
-                self.config.server.host,
-                self.config.server.port,
-                ssl_context=ssl_context(self.config.server),
-            )
-            await site.start()
-            self.port = _bound_port(runner)
-            log.info(
-                "http_listening",
-                host=self.config.server.host,
-                port=self.port,
-                auth=self.config.server.auth,
-            )
             with self._signals():
                 await self._serve(latency.observe, duration_s)
         finally:
-            await runner.cleanup()
+            await self.http.close()
+
+    def _app(
+        self, registry: CollectorRegistry, server: ServerConfig, secret: str | None
+    ) -> web.Application:
+        return build_app(
+            lambda: self.daemon, registry, server, secret, self, self.http_log.client_error
+        )
 
     async def _serve(self, observe: Callable[[float], None], duration_s: float | None) -> None:
         self.dispatcher = build_dispatcher(self.config)
@@ -141,8 +152,10 @@ class Service:
         try:
             async with asyncio.TaskGroup() as group:
                 delivery = group.create_task(self.dispatcher.run())
+                lag = group.create_task(self.loop_lag.run())
                 await self._serve_daemons(observe, duration_s)
                 delivery.cancel()
+                lag.cancel()
             await self.dispatcher.flush(ALERT_FLUSH_S)
         finally:
             self.dispatcher.close()
@@ -251,29 +264,55 @@ class Service:
         self.dispatcher.submit([notify.build(e, rules, snap, url) for e in events])
 
     async def _reloaded(self, observe: Callable[[float], None]) -> Daemon | None:
-        """The daemon for the re-read config, or None (logged) when it is invalid."""
+        """The daemon of the re-read config with everything else switched over, or None
+        (logged, counted, nothing changed) when the reload cannot be applied in full."""
         self.notifier.reloading()
-        current = self.daemon
+        current, http, dispatcher = self.daemon, self.http, self.dispatcher
         assert current is not None
+        assert http is not None
+        assert dispatcher is not None
+        report = None
         try:
-            if self.config_path is None:
-                raise RiskmonError("no config file to reload")
-            config = load_config(self.config_path)
+            config = self._reread()
+            delivery = build_delivery(config)  # reads the sinks' secrets
             fresh = self._new_daemon(config, observe)
+            if fresh.stateful:  # the new daemon does not run yet: the old one's state is read
+                report = fresh.carry_state(await current.call(current.capture_state))
+            generation = await http.prepare(config.server)  # serving next to the old one
         except RiskmonError as exc:
             self.stats.reloads_failed += 1
             self.stats.last_reload_ok = False
-            log.error("config_reload_rejected", error=str(exc))
+            log.error("config_reload_rejected", path=str(self.config_path), error=str(exc))
             return None
-        report = None
-        if fresh.stateful:  # the new daemon does not run yet: only the old one's state is read
-            report = fresh.carry_state(await current.call(current.capture_state))
-        self._retire_orphans(fresh)
-        self.config = config
+        # Nothing below can fail: the reload is applied in full.
+        self._retire_orphans(fresh)  # resolved through the sinks that were told of them
+        await dispatcher.reconfigure(delivery)
+        await http.commit(generation)
+        redact_also(delivery.redactor)  # new sink secrets and tokens, never in a log line
+        previous, self.config, self.port = self.config, config, http.port
         self.stats.reloads_ok += 1
         self.stats.last_reload_ok = True
-        log.info("config_reloaded", path=str(self.config_path), state=str(report))
+        log.info(
+            "config_reloaded", path=str(self.config_path),
+            changed=changed_sections(previous, config), state=str(report),
+        )  # fmt: skip
         return fresh
+
+    def _reread(self) -> Config:
+        """The config file read again, if every change it makes can be applied live.
+
+        Raises:
+            RiskmonError: no file, an invalid one, or a change that needs a restart.
+        """
+        if self.config_path is None:
+            raise RiskmonError("no config file to reload")
+        config = load_config(self.config_path)
+        refused = refused_changes(self.config, config, self.fixed_sections)
+        if refused:
+            raise RiskmonError(
+                f"{self.config_path}: only a restart can change " + "; ".join(refused)
+            )
+        return config
 
     def _restore_at_start(self, daemon: Daemon) -> None:
         path = self.checkpoint_path
@@ -380,12 +419,3 @@ class Service:
         finally:
             for sig in handlers:
                 loop.remove_signal_handler(sig)
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        for sock in sockets:
-            return int(sock.getsockname()[1])
-    return None

@@ -6,6 +6,7 @@ the first one into a ``ConfigError`` that starts with the file path. Pure functi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from collections.abc import Hashable, Iterator, Sequence
@@ -139,6 +140,29 @@ def _server_problems(server: ServerConfig) -> Iterator[Problem]:
         yield Problem(("server", "auth"), f'"{server.auth}" needs token_env or token_file')
     if server.auth == "basic" and not server.basic_user:
         yield Problem(("server", "basic_user"), 'auth = "basic" needs basic_user')
+    if server.auth == "none" and not server.allow_unauthenticated and not is_loopback(server.host):
+        detail = (
+            f'"{server.listen}" is reachable from other hosts and auth = "none" would serve '
+            "positions and VaR to anyone there; expected a loopback address (127.0.0.1), or "
+            'auth = "bearer" or "basic" with token_env or token_file (or, behind a proxy that '
+            "authenticates, the dangerous allow_unauthenticated = true)"
+        )
+        yield Problem(("server", "listen"), detail)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a ``[server] listen`` host) only accepts connections from this machine.
+
+    ``localhost`` and 127.0.0.0/8 (and ``::1``) are; the wildcard (an empty host, ``0.0.0.0``),
+    other addresses and any other name are not: a name is not resolved here, and it may
+    resolve to an external interface.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _feed_problems(key: Key, feed: FeedConfig) -> Iterator[Problem]:

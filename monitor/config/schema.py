@@ -271,6 +271,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         basic_user: user name for basic auth.
         tls_cert, tls_key: PEM files; both or neither.
         dashboard_url: link put in alert messages (optional).
+        allow_unauthenticated: DANGEROUS: serve positions, VaR and the API without auth on a
+            non-loopback ``listen`` (otherwise a config error). Only behind a proxy or network
+            policy that authenticates for riskmon.
     """
 
     listen: Annotated[str, Meta(pattern=r"^[^\s:]*:\d{1,5}$")] = "127.0.0.1:9464"
@@ -281,6 +284,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     tls_cert: str | None = None
     tls_key: str | None = None
     dashboard_url: str | None = None
+    allow_unauthenticated: bool = False
 
     @property
     def host(self) -> str:

@@ -74,10 +74,13 @@ class Alertmanager:
 
 
 @contextlib.contextmanager
-def alertmanager_process(binary: str, webhook_url: str, tmp: Path) -> Iterator[Alertmanager]:
-    """Start Alertmanager on a free loopback port; always stop it on exit."""
+def alertmanager_process(
+    binary: str, webhook_url: str, tmp: Path, config_data: dict[str, Any] | None = None
+) -> Iterator[Alertmanager]:
+    """Start Alertmanager on a free loopback port (with ``config_data``, or everything to the
+    webhook); always stop it on exit."""
     config = tmp / "alertmanager.yml"
-    config.write_text(yaml.safe_dump(alertmanager_config(webhook_url)))
+    config.write_text(yaml.safe_dump(config_data or alertmanager_config(webhook_url)))
     port = free_port()
     log_path = tmp / "alertmanager.log"
     with log_path.open("wb") as log:

@@ -2,8 +2,10 @@
 
 Fixtures to reuse: ``prometheus_server`` gives ``prometheus_server(targets)``, a context
 manager that starts Prometheus on a free loopback port scraping ``targets`` as job riskmon
-and yields its base URL; ``query`` and ``wait_until`` talk to it. Skipped without the
-``prometheus`` binary (``make system-deps`` installs it).
+and yields its base URL (``run_prometheus`` also loads rule files and sends alerts to an
+Alertmanager); ``query`` and ``wait_until`` talk to it. Skipped without the ``prometheus``
+binary (``make system-deps`` installs it). tests/integration/test_monitoring.py runs it
+against `riskmon demo`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -28,23 +29,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.deploy.test_deploy import dashboard_exprs, rule_exprs
+from tests.grafana import dashboard_variables, interpolate
+from tests.unit.deploy.test_deploy import dashboard, dashboard_exprs, rule_exprs
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 HTTP_TIMEOUT_S = 5.0
 
-# Concrete values for the dashboard's Grafana variables.
-GRAFANA_VARIABLES = {
-    "${portfolio}": "main",
-    "$portfolio": "main",
-    "${account}": "demo-perps",
-    "$account": "demo-perps",
-    "${confidence}": "0.99",
-    "$confidence": "0.99",
-    "$__rate_interval": "1m",
-    "$__interval": "15s",
-    "$__range": "1h",
+# Two values per dashboard variable, so Grafana writes each as a regex alternation "(a|b)".
+GRAFANA_VALUES = {
+    "portfolio": ["main", "hedge.book"],
+    "account": ["demo-perps", "desk"],
+    "confidence": ["0.95", "0.99"],
 }
 
 PrometheusServer = Callable[[Sequence[str]], AbstractContextManager[str]]
@@ -107,9 +103,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def scrape_config(targets: Sequence[str], scrape_interval: str = "1s") -> dict[str, Any]:
-    """A Prometheus config scraping ``targets`` as job riskmon."""
-    return {
+def scrape_config(
+    targets: Sequence[str],
+    scrape_interval: str = "1s",
+    rule_files: Sequence[str] = (),
+    alertmanager: str | None = None,
+) -> dict[str, Any]:
+    """A Prometheus config scraping ``targets`` as job riskmon, evaluating ``rule_files`` and
+    sending alerts to ``alertmanager`` (host:port) when given."""
+    config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
             {
@@ -120,6 +122,11 @@ def scrape_config(targets: Sequence[str], scrape_interval: str = "1s") -> dict[s
             }
         ],
     }
+    if rule_files:
+        config["rule_files"] = list(rule_files)
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return config
 
 
 @contextlib.contextmanager
@@ -130,6 +137,8 @@ def run_prometheus(
     scrape_interval: str = "1s",
     startup_timeout: float = STARTUP_TIMEOUT_S,
     attempts: int = 3,
+    rule_files: Sequence[str] = (),
+    alertmanager: str | None = None,
 ) -> Iterator[str]:
     """Run Prometheus on 127.0.0.1 with temporary storage; yield its base URL; stop it.
 
@@ -138,7 +147,8 @@ def run_prometheus(
     """
     with tempfile.TemporaryDirectory(prefix="riskmon-prometheus-") as tmp:
         config = Path(tmp) / "prometheus.yml"
-        config.write_text(yaml.safe_dump(scrape_config(targets, scrape_interval)))
+        text = scrape_config(targets, scrape_interval, rule_files, alertmanager)
+        config.write_text(yaml.safe_dump(text))
         log_path = Path(tmp) / "prometheus.log"
         for _ in range(attempts):
             port = free_port()
@@ -188,9 +198,8 @@ def prometheus_server() -> PrometheusServer:
 
 
 def concrete(expr: str) -> str:
-    """``expr`` with Grafana's variables replaced by concrete values."""
-    for variable, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(variable, value)
+    """``expr`` with Grafana's variables interpolated as Grafana does, two values each."""
+    expr = interpolate(expr, dashboard_variables(dashboard(), GRAFANA_VALUES))
     assert "$" not in expr, f"a Grafana variable without a test value in: {expr}"
     return expr
 
@@ -220,109 +229,3 @@ def test_every_deploy_expression_is_valid_promql(prometheus_server: PrometheusSe
         broken = query(base_url, "sum by (venue (riskmon_up)")
         assert broken["status"] == "error"
         assert broken["errorType"] == "bad_data"
-
-
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
-
-
-@contextlib.contextmanager
-def riskmon_demo(port: int, tmp: Path, duration_s: float = 90.0) -> Iterator[Path]:
-    """`riskmon demo` (daemon + simulator) serving /metrics on ``port``; stopped afterwards."""
-    config = tmp / "demo.toml"
-    text = DEMO_CONFIG.read_text().replace("demo-book", "main")
-    config.write_text(text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"'))
-    log_path = tmp / "demo.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "demo",
-                "--config",
-                str(config),
-                "--duration",
-                f"{duration_s:.0f}s",
-                "--speed",
-                "120",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield log_path
-        finally:
-            _stop(process)
-
-
-def _eth(base_url: str) -> float:
-    (eth,) = _values(base_url, 'riskmon_price{symbol="ETHUSDT"}')
-    return eth
-
-
-def _values(base_url: str, expr: str) -> list[float]:
-    answer = query(base_url, expr)
-    assert answer["status"] == "success", answer
-    return [float(r["value"][1]) for r in answer["data"]["result"]]
-
-
-def test_prometheus_scrapes_a_daemon_on_the_simulator(
-    prometheus_server: PrometheusServer, tmp_path: Path
-) -> None:
-    """Prometheus scrapes riskmon running on the simulator; the series have plausible values.
-
-    The dashboard's expressions are evaluated against the scraped data: the core panels must
-    return series.
-    """
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    with riskmon_demo(port, tmp_path) as log, prometheus_server([target]) as base_url:
-
-        def scraped() -> bool:
-            return bool(_values(base_url, 'riskmon_snapshots_total{job="riskmon"} > 0'))
-
-        wait_until(scraped, 60.0, "riskmon_snapshots_total scraped")
-
-        def warm() -> bool:
-            return bool(_values(base_url, 'riskmon_average_correlation{horizon="fast"}'))
-
-        wait_until(warm, 60.0, "the average correlation scraped: " + log.read_text()[-2000:])
-        assert _values(base_url, 'up{job="riskmon"}') == [1.0]
-        (btc,) = _values(base_url, 'riskmon_price{symbol="BTCUSDT"}')
-        assert 50_000 < btc < 150_000
-        (avg,) = _values(base_url, 'riskmon_average_correlation{horizon="fast"}')
-        assert -1.0 <= avg <= 1.0
-        vols = _values(base_url, 'riskmon_volatility_ratio{horizon="fast"}')
-        assert len(vols) == 5
-        assert all(0.01 < v < 20.0 for v in vols)
-        assert _values(base_url, 'riskmon_feed_connected{venue="binance"}') == [1.0]
-        assert max(_values(base_url, "riskmon_feed_staleness_seconds")) < 30.0
-        states = query(base_url, "riskmon_rule_state == 1")["data"]["result"]
-        assert {r["metric"]["rule"] for r in states} >= {"market-correlation-spike"}
-        assert all("rule_instance" in r["metric"] for r in states)
-        wait_until(
-            lambda: bool(_values(base_url, 'riskmon_portfolio_var{portfolio="main"}')),
-            60.0,
-            "portfolio VaR scraped",
-        )
-        (ratio,) = _values(base_url, 'riskmon_account_margin_ratio{account="demo-perps"}')
-        assert 0.0 < ratio < 1.0  # 3 BTC on 45,000 USDT: a few percent while calm
-        (equity,) = _values(base_url, 'riskmon_account_equity{account="demo-perps"}')
-        assert equity == pytest.approx(
-            45_000 + 3 * (btc - 95_000) - 10 * (_eth(base_url) - 3_300), rel=0.05
-        )
-        empty = [
-            name
-            for name, expr in dashboard_exprs().items()
-            if not query(base_url, concrete(expr))["data"]["result"]
-        ]
-        core = [
-            n
-            for n in empty
-            if any(
-                key in n.lower()
-                for key in ("average correlation", "var", "staleness", "price", "margin ratio")
-            )
-        ]
-        assert core == [], empty

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from alerts.redact import MASK, Redactor, fragments
-from service.logs import configure_logging
+from service.logs import configure_logging, redact_also
 from tests.unit.alerts.test_sinks import DISCORD_URL, SLACK_URL, TEAMS_URL, TELEGRAM_TOKEN
 
 SLACK = "https://hooks.slack.com/services/T0ABCDEF1/B0GHIJKL2/aBcDeFgHiJkLmNoPqRsTuVwX"
@@ -108,3 +108,22 @@ def test_every_log_line_is_redacted_structlog_and_stdlib_exceptions_included() -
     for part in fragments(SLACK):
         if "/" not in part:
             assert part not in text
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_reload_adds_its_secrets_to_the_log_redaction_and_keeps_the_old_ones() -> None:
+    """After redact_also (a reload with a new sink), both the old and the new secret are masked."""
+    out = io.StringIO()
+    configure_logging("info", out, Redactor(["old-token-value"]))
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(out), processors=structlog.get_config()["processors"]
+    )
+    logger.info("before", a="old-token-value", b=SLACK)
+    redact_also(Redactor([SLACK]))
+    logger.info("after", a="old-token-value", b=SLACK)
+    before, after = out.getvalue().splitlines()
+    assert "old-token-value" not in before
+    assert SLACK in before
+    assert "old-token-value" not in after
+    assert SLACK not in after
+    assert after.count(MASK) == 2

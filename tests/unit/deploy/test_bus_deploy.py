@@ -13,7 +13,12 @@ import yaml
 from monitor.config.loading import load_config
 from service.roles import parse_shard, select
 from tests.natsserver import BINARY
-from tests.unit.deploy.test_deploy import DEPLOY, load_yaml_documents
+from tests.unit.deploy.test_deploy import (
+    DEPLOY,
+    load_yaml_documents,
+    service_monitor_token,
+    token_path,
+)
 
 BUS_K8S = DEPLOY / "k8s" / "bus"
 BUS_CONFIG = DEPLOY / "docker" / "riskmon-bus.toml"
@@ -88,6 +93,27 @@ def test_one_feeds_process_and_every_role_scraped_as_job_riskmon() -> None:
     targets = set(jobs["riskmon"]["static_configs"][0]["targets"])
     roles = {n for n, s in compose()["services"].items() if "--role" in s.get("command", [])}
     assert targets == {f"{name}:9464" for name in roles}
+    assert service_monitor_token(monitor) == {"name": "riskmon-token", "key": "token"}
+
+
+def test_every_role_requires_the_token_prometheus_sends() -> None:
+    """Each role listens beyond loopback with bearer auth from the mounted secret file; the
+    compose Prometheus and the ServiceMonitor send that token."""
+    token_file = load_config(BUS_CONFIG, environ={}).server.token_file
+    assert load_config(BUS_CONFIG, environ={}).server.auth == "bearer"
+    objects = bus_objects()
+    for kind, name in (("Deployment", "riskmon-feeds"), ("StatefulSet", "riskmon-engine")):
+        pod = objects[(kind, name)]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert token_path(container, pod) == token_file, name
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus-bus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert jobs["riskmon"]["authorization"] == {"type": "Bearer", "credentials_file": token_file}
+    services = compose()["services"]
+    for name in ("feeds", "engine-0", "engine-1", "prometheus"):
+        assert services[name]["secrets"] == ["riskmon_token"], name
+    assert token_file == "/run/secrets/riskmon_token"
+    assert "riskmon_token" in compose()["secrets"]
 
 
 def test_pods_reach_nats_through_its_service() -> None:

@@ -191,7 +191,7 @@ def test_the_deploy_folder_has_the_expected_files() -> None:
     expected = [
         "prometheus/prometheus.yml",
         "prometheus/rules/riskmon-health.yml",
-        "prometheus/rules/riskmon-risk.yml",
+        "prometheus/rules/riskmon-rules.yml",
         "alertmanager/alertmanager.yml",
         "grafana/provisioning/datasources/prometheus.yml",
         "grafana/provisioning/dashboards/riskmon.yml",
@@ -251,14 +251,33 @@ def test_every_label_used_is_documented() -> None:
     assert problems == set()
 
 
-def test_the_margin_group_watches_the_account_metrics() -> None:
-    groups = {g["name"]: g for g in rule_groups()}
-    watched = {r["expr"].split()[0] for r in groups["margin"]["rules"]}
-    assert watched == {
-        "riskmon_account_margin_ratio",
-        "riskmon_account_liquidation_distance_sigma",
-        "riskmon_account_stress_loss_ratio",
+RISK_METRICS = re.compile(
+    r"riskmon_(price|volatility_ratio|average_correlation|correlation|absorption_ratio\w*|"
+    r"effective_bets|turbulence|portfolio_\w+|account_\w+)$"
+)
+"""The risk figures: their thresholds belong in riskmon's [[rules]], never in deploy/."""
+
+
+def test_no_risk_threshold_is_hard_coded_in_deploy() -> None:
+    """Prometheus watches riskmon's health; risk alerts come from riskmon's own rule states."""
+    documented = documented_metrics()
+    risk = {name for name in documented if RISK_METRICS.match(name)}
+    assert {"riskmon_portfolio_var", "riskmon_account_margin_ratio"} <= risk
+    used = {
+        f"{where}: {name}"
+        for where, expr in rule_exprs().items()
+        for name in metric_names(expr)
+        if name in risk
     }
+    assert used == set()
+    (forward,) = [r for r in alerting_rules() if "riskmon_alert_state" in r["expr"]]
+    assert metric_names(forward["expr"]) == {
+        "riskmon_alert_state",
+        "riskmon_alert_routed_to_alertmanager",
+    }
+    assert not re.search(
+        r"\d", forward["expr"].replace("10m", "").replace("== 1", "").replace("== 2", "")
+    ), "no number but the states, the hold window and the routed flag"
     assert not FUTURE_METRICS
 
 
@@ -266,25 +285,31 @@ def test_the_margin_group_watches_the_account_metrics() -> None:
 
 
 def test_every_alert_has_severity_category_for_and_annotations() -> None:
+    """Health alerts set their severity; riskmon's rule alerts carry their rule's own."""
     alerts = alerting_rules()
     assert len(alerts) >= 15
     names = [a["alert"] for a in alerts]
     assert len(names) == len(set(names)), "duplicate alert names"
     for alert in alerts:
         assert alert["alert"].startswith("Riskmon"), alert["alert"]
-        assert alert["labels"]["severity"] in {"critical", "warning"}, alert["alert"]
+        if alert["alert"] == "RiskmonRuleFiring":
+            assert "severity" not in alert["labels"], "the rule's severity is the series' label"
+        else:
+            assert alert["labels"]["severity"] in {"critical", "warning"}, alert["alert"]
         assert alert["labels"]["category"], alert["alert"]
         assert alert["annotations"]["summary"].strip(), alert["alert"]
         assert alert["annotations"]["description"].strip(), alert["alert"]
         assert re.fullmatch(r"\d+[smh]", alert["for"]), alert["alert"]
 
 
-def test_the_requested_risk_selectors_are_used() -> None:
+def test_the_requested_selectors_are_used() -> None:
     exprs = {r["alert"]: r["expr"] for r in alerting_rules()}
-    assert 'riskmon_average_correlation{horizon="fast"}' in exprs["RiskmonCorrelationSpike"]
-    assert 'riskmon_portfolio_var{confidence="0.99"}' in exprs["RiskmonVarLimitBreached"]
+    assert "riskmon_alert_state == 2" in exprs["RiskmonRuleFiring"]
     assert "riskmon_feed_staleness_seconds" in exprs["RiskmonFeedStale"]
-    assert {g["name"] for g in rule_groups()} == {"riskmon-health", "riskmon-risk", "margin"}
+    assert "riskmon_alerts_oldest_queued_age_seconds" in exprs["RiskmonAlertDeliveryStuck"]
+    assert "riskmon_checkpoint_last_success_timestamp_seconds" in exprs["RiskmonCheckpointTooOld"]
+    assert "riskmon_bus_connected" in exprs["RiskmonBusDisconnected"]
+    assert {g["name"] for g in rule_groups()} == {"riskmon-health", "riskmon-rules"}
 
 
 def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
@@ -312,6 +337,35 @@ def test_prometheus_config_loads_the_rule_files_and_alertmanager() -> None:
     assert not jobs["riskmon"].get("honor_labels", False)
     alertmanagers = config["alerting"]["alertmanagers"]
     assert alertmanagers == [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]
+    token_file = load_config(CONTAINER_CONFIG, environ={}).server.token_file
+    assert jobs["riskmon"]["authorization"] == {"type": "Bearer", "credentials_file": token_file}
+
+
+@pytest.mark.parametrize("name", ["prometheus.yml", "prometheus-bus.yml"])
+def test_prometheus_configs_pass_promtool_with_their_token_file(tmp_path: Path, name: str) -> None:
+    """`make deploy-check` checks syntax only (the token file exists in the container only):
+    here the full check runs, rule files included, with a token file in its place."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (make system-deps)")
+    config = yaml.safe_load((DEPLOY / "prometheus" / name).read_text())
+    token = tmp_path / "riskmon_token"
+    token.write_text("t0ken\n")
+    config["rule_files"] = [str(RULES_DIR / "*.yml")]
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(token)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [promtool, "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "authorization" in config["scrape_configs"][0]
 
 
 # --- k8s -------------------------------------------------------------------------------
@@ -353,8 +407,12 @@ def test_k8s_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
 
 
 def test_container_config_is_valid_and_the_configmap_holds_it() -> None:
+    """Every interface of the container, so bearer auth from the mounted secret file."""
     config = load_config(CONTAINER_CONFIG, environ={})
     assert config.server.listen == "0.0.0.0:9464"
+    assert config.server.auth == "bearer"
+    assert config.server.token_file == "/run/secrets/riskmon_token"
+    assert not config.server.allow_unauthenticated
     assert config.state.dir == "/var/lib/riskmon"
     configmap = k8s_object("ConfigMap")
     assert configmap["data"]["riskmon.toml"] == CONTAINER_CONFIG.read_text(), (
@@ -382,10 +440,31 @@ def test_k8s_deployment_probes_security_and_wiring() -> None:
     assert mounts["state"] == "/var/lib/riskmon"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["configMap"]["name"] == k8s_object("ConfigMap")["metadata"]["name"]
+    assert token_path(container, pod) == load_config(CONTAINER_CONFIG, environ={}).server.token_file
     claim = volumes["state"]["persistentVolumeClaim"]["claimName"]
     assert claim == k8s_object("PersistentVolumeClaim")["metadata"]["name"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def token_path(container: dict[str, Any], pod: dict[str, Any]) -> str:
+    """Where the container sees key ``token`` of the Secret riskmon-token."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        secret = volumes.get(mount["name"], {}).get("secret")  # claims are not pod volumes
+        if secret and secret["secretName"] == "riskmon-token":
+            assert mount.get("readOnly") is True
+            (item,) = [i for i in secret["items"] if i["key"] == "token"]
+            return f"{mount['mountPath']}/{item['path']}"
+    raise AssertionError("the Secret riskmon-token is not mounted")
+
+
+def service_monitor_token(monitor: dict[str, Any]) -> dict[str, Any]:
+    """The bearer credentials the ServiceMonitor's endpoint sends."""
+    (endpoint,) = monitor["spec"]["endpoints"]
+    authorization: dict[str, Any] = endpoint["authorization"]
+    assert authorization["type"] == "Bearer"
+    return dict(authorization["credentials"])
 
 
 def test_k8s_service_and_service_monitor_select_riskmon() -> None:
@@ -400,6 +479,7 @@ def test_k8s_service_and_service_monitor_select_riskmon() -> None:
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["interval"] == "5s"
+    assert service_monitor_token(monitor) == {"name": "riskmon-token", "key": "token"}
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -445,13 +525,27 @@ def test_compose_mounts_match_the_configs() -> None:
     provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/riskmon.yml").read_text())
     (dashboards,) = provider["providers"]
     assert mounts("grafana")[dashboards["options"]["path"]] == "./grafana/dashboards"
-    secrets = {f"/run/secrets/{name}" for name in compose["secrets"]}
+
+    def secrets(service: str) -> set[str]:
+        return {f"/run/secrets/{name}" for name in compose["services"][service].get("secrets", [])}
+
     alertmanager = (DEPLOY / "alertmanager" / "alertmanager.yml").read_text()
-    assert set(re.findall(r"_file: (\S+)", alertmanager)) == secrets
+    assert set(re.findall(r"_file: (\S+)", alertmanager)) == secrets("alertmanager")
+    token_file = load_config(CONTAINER_CONFIG, environ={}).server.token_file
+    assert secrets("riskmon") == {token_file}
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert secrets("prometheus") == {jobs["riskmon"]["authorization"]["credentials_file"]}
 
 
 def test_dockerfile_copies_existing_files_and_runs_as_non_root() -> None:
+    """Every package of the distribution is copied and let through the build context."""
     text = (DEPLOY / "docker" / "Dockerfile").read_text()
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    ignore = (DEPLOY / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+    for package in (p.rstrip("*") for p in packages["packages"]["find"]["include"]):
+        assert f"COPY {package} ./{package}" in text, package
+        assert f"!{package}/" in ignore, package
     assert "FROM python:3.11-slim" in text
     assert re.search(r"^USER (?!root|0\b)\S+", text, re.MULTILINE)
     assert "EXPOSE 9464" in text
@@ -491,7 +585,8 @@ def test_alertmanager_routes_by_severity_and_inhibits_warnings() -> None:
     assert "api_url_file" in receivers["chat"]["slack_configs"][0]
     inhibit = config["inhibit_rules"][0]
     assert inhibit["source_matchers"] == ['severity="critical"']
-    assert inhibit["target_matchers"] == ['severity="warning"']
+    assert inhibit["target_matchers"] == ['severity="warning"', 'alertname!="RiskmonRuleFiring"']
+    assert "rule" in config["route"]["group_by"]
     assert "alertname" not in inhibit["equal"]
     assert {"portfolio", "venue"} <= set(inhibit["equal"])
     categories = {a["labels"]["category"] for a in alerting_rules()}
@@ -505,6 +600,9 @@ def test_alertmanager_routes_by_severity_and_inhibits_warnings() -> None:
         (["severity=critical", "alertname=RiskmonDown"], "pager"),
         (["severity=warning", "alertname=RiskmonFeedStale"], "chat"),
         (["alertname=Unlabelled"], "chat"),
+        (["severity=critical", "alertname=RiskmonRuleFiring", "rule=main-var-99-limit"], "pager"),
+        (["severity=info", "alertname=RiskmonRuleFiring", "rule=x"], "chat"),
+        (["severity=critical", "alertname=market-correlation-spike"], "pager"),  # riskmon's sink
     ],
 )
 def test_amtool_routes(labels: list[str], receiver: str) -> None:
