@@ -7,6 +7,7 @@ loading of numba's cached kernels then run beside the reader instead of before i
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -108,6 +109,9 @@ def run_engine(
         )
         clock = SnapshotClock(engine, rules, config.replay.snapshot_interval, outputs)
         load_kernels(config)
+        # The libraries' objects (numba's type system, scipy) live until the process ends:
+        # keep the collector from walking them again at every full collection.
+        gc.freeze()
         for batch in batches:
             clock.feed(batch)
         clock.finish()

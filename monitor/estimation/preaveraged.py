@@ -93,6 +93,7 @@ MIN_NOISE_PAIRS = 20  # autocovariance pairs before omega^2 is trusted
 NOISE_FLOOR = 0.25  # the noise correction keeps at least this share of the raw variance
 _REBASE_EXPONENT = 256.0  # rebase lazily-decayed sums once weights reach 2**256
 _REBASE_ORIGIN_S = 1.0e6  # keep tick times relative to an origin at most this far back
+_EDGE_MARGIN = 1e-12  # relative: how far below a block's end a tick needs no division
 
 # clock[0]: index of the open block (NaN before the first tick); clock[1]: origin of the
 # relative tick times; clock[2 + h]: decay anchor of horizon h.
@@ -123,6 +124,18 @@ def _decay_weights(
             clock[_ANCHOR + h] = tc
             exponent = 0.0
         wt[h] = 2.0**exponent
+
+
+def _safely_inside(block: float, b: float) -> float:
+    """A time below which ``floor(t / b)`` cannot exceed ``block`` (-inf before the first).
+
+    ``(block + 1) * b`` less a relative margin of 1e-12, far above the few units of 2**-53
+    by which the division and this product can round: below it, ``t / b`` rounds below
+    ``block + 1``, so the division would not start a new block and can be skipped.
+    """
+    if math.isnan(block):
+        return -math.inf
+    return (block + 1.0) * b * (1.0 - _EDGE_MARGIN)
 
 
 def _pair_kernel(
@@ -259,20 +272,27 @@ def _block_batch(
     ticked: IntArray,
     wt: FloatArray,
 ) -> None:
-    """Apply validated ticks (symbol index, time, log price) in non-decreasing time order."""
+    """Apply validated ticks (symbol index, time, log price) in non-decreasing time order.
+
+    A tick's block is ``floor(t / b)``; a tick below :func:`_safely_inside`'s bound is in the
+    open block whatever the rounding, so the division is done only near and past its end.
+    """
     n = cnt.shape[0]
+    inside = _safely_inside(clock[_BLOCK], b)
     for i in range(idx.shape[0]):
         k, t, y = idx[i], ts[i], ys[i]
-        block = math.floor(t / b)
-        if math.isnan(clock[_BLOCK]):
-            clock[_BLOCK] = block
-            clock[_ORIGIN] = block * b
-            for h in range(hl.shape[0]):
-                clock[_ANCHOR + h] = block * b
-        elif block > clock[_BLOCK]:
-            _close_block(b, clock, hl, cnt, sp, st, rr, lc, lp, lt, ml, s, wk, q, ac, na,
-                         ac_blk, na_blk, pairs, ret, ticked, wt)  # fmt: skip
-            clock[_BLOCK] = block
+        if not t < inside:
+            block = math.floor(t / b)
+            if math.isnan(clock[_BLOCK]):
+                clock[_BLOCK] = block
+                clock[_ORIGIN] = block * b
+                for h in range(hl.shape[0]):
+                    clock[_ANCHOR + h] = block * b
+            elif block > clock[_BLOCK]:
+                _close_block(b, clock, hl, cnt, sp, st, rr, lc, lp, lt, ml, s, wk, q, ac, na,
+                             ac_blk, na_blk, pairs, ret, ticked, wt)  # fmt: skip
+                clock[_BLOCK] = block
+            inside = _safely_inside(clock[_BLOCK], b)
         tau = t - clock[_ORIGIN]
         for j in range(n):
             rr[k, j] += st[j]
@@ -298,7 +318,9 @@ def _fast_kernels() -> tuple[Callable[..., None], Callable[..., None]]:
     """(close, batch) compiled with numba."""
     global _FAST
     if _FAST is None:
-        close, batch = compile_kernels([_close_block, _block_batch], [_decay_weights, _pair_kernel])
+        close, batch = compile_kernels(
+            [_close_block, _block_batch], [_decay_weights, _safely_inside, _pair_kernel]
+        )
         _FAST = (close, batch)
     return _FAST
 

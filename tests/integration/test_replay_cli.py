@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -303,3 +305,18 @@ def test_a_file_unreadable_past_its_first_rows_fails_the_threaded_replay_cleanly
     assert str(data) in capsys.readouterr().err
     assert not out.exists()
     assert not list(tmp_path.glob(".riskmon-replay-*"))
+
+
+def test_the_replay_front_end_starts_its_reader_before_numba_or_scipy_load() -> None:
+    """The command line, the config and the replay's front end import neither numba nor scipy
+    (together most of a replay's start-up): those load beside the reader thread, and
+    scipy.stats (half a second) not at all for a book without options."""
+    code = (
+        "import sys; import service.cli, service.replay_app, feeds.history, monitor.config.loading;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'scipy'}))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"
+    code = "import sys; import service.replay_run; print('scipy.stats' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"

@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 
 from monitor.estimation.correlation import average_correlation, correlation_from_covariance
 from monitor.estimation.covariance import SECONDS_PER_YEAR
-from monitor.estimation.preaveraged import PreAveragedCovariance, reindex_preaveraged_state
+from monitor.estimation.preaveraged import (
+    PreAveragedCovariance,
+    _safely_inside,
+    reindex_preaveraged_state,
+)
 from tests.noisy_market import NoisyMarket, bid_ask_market
 
 
@@ -110,6 +114,47 @@ def test_compiled_kernel_equals_reference_kernel() -> None:
         est.update_many(market.idx, ts, market.trade)
     for key, value in fast.state().items():
         np.testing.assert_allclose(value, slow.state()[key], rtol=1e-12, atol=0, err_msg=key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 2**40),
+    st.sampled_from([0.25, 1.0 / 3.0, 0.1, 5.0, 7.0, 30.0, 86400.0]),
+    st.integers(-3, 3),
+)
+def test_a_tick_below_the_division_free_bound_is_in_the_open_block(
+    block: int, b: float, ulps: int
+) -> None:
+    """The kernel skips ``floor(t / b)`` for ticks below ``_safely_inside``: any such tick,
+    up to the last floats before the block's end, is in the open block by the division."""
+    inside = _safely_inside(float(block), b)
+    end = (block + 1) * b
+    for t in (inside, math.nextafter(inside, -math.inf), end, end + ulps * math.ulp(end)):
+        if t < inside:
+            assert math.floor(t / b) <= block
+    assert inside < end
+    assert _safely_inside(math.nan, b) == -math.inf
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_ticks_on_block_edges_fall_in_the_blocks_of_the_definition(compiled: bool) -> None:
+    """Ticks at, and one float either side of, 300 block ends (a block length that is not a
+    binary fraction): S and W equal the brute-force definition, which divides every tick."""
+    b, hl = 1.0 / 3.0, 1e9
+    edges = (300 + np.arange(1, 300)) * b
+    ts = np.sort(np.concatenate([np.nextafter(edges, 0), edges, np.nextafter(edges, np.inf)]))
+    n = 3
+    idx = (np.arange(len(ts)) * 7 % 5 % n).astype(np.int64)
+    lp = 4.0 + 1e-3 * np.sin(np.arange(len(ts)))
+    est = PreAveragedCovariance(n, [hl], b, compiled=compiled)
+    est.update_many(idx, ts, lp)
+    s_ref, w_ref, _ = _brute_force(idx, ts, lp, n, b, hl)
+    state = est.state()
+    assert state["clock"][0] == math.floor(ts[-1] / b)
+    scale = 2.0 ** (-(state["clock"][2]) / hl)
+    upper = np.triu(np.ones((n, n), dtype=bool))
+    np.testing.assert_allclose(state["s"][0][upper], (s_ref * scale)[upper], rtol=1e-9)
+    np.testing.assert_allclose(state["wk"][0][upper], (w_ref * scale)[upper], rtol=1e-9)
 
 
 @pytest.fixture(scope="module")
