@@ -302,8 +302,9 @@ class TickPublisher:
         self._ready.set()
 
     def _trim(self) -> None:
-        """Drop the oldest queued messages while more than ``publish_buffer`` ticks wait."""
-        while self.buffered > self.bus.publish_buffer and self._queue:
+        """Drop the oldest queued messages while more than ``publish_buffer`` ticks wait (a
+        window in flight is not counted: its ticks are sent, or put back if it fails)."""
+        while self._open_count() + self._queued_ticks > self.bus.publish_buffer and self._queue:
             dropped = self._queue.popleft()
             self._queued_ticks -= dropped.ticks
             self.stats.dropped += dropped.ticks

@@ -629,6 +629,12 @@ def test_bus_defaults_and_environment_override(
             "[bus] fetch_batch: expected at most max_ack_pending (100), got 500",
         ),
         ("ack_wait = 30", '[bus] ack_wait: expected a duration like "30s"'),
+        (
+            "max_batch = 5000\npublish_buffer = 1000",
+            "[bus] publish_buffer: expected at least max_batch (5000), got 1000",
+        ),
+        ("max_batch = 20000", "[bus] max_batch: expected an integer <= 10000, got 20000"),
+        ('linger = "0s"', "[bus] linger: expected a positive duration"),
         ("nope = 1", "[bus] nope: unknown key; expected one of url, stream"),
         (
             'options_subject = "riskmon.ticks.options"',
