@@ -135,20 +135,70 @@ def scrape_rows(data: dict[str, Any]) -> list[Row]:
 
 
 def bus_rows(data: dict[str, Any]) -> list[Row]:
-    """Issue #8, no target: ticks per second through NATS JetStream against the engine alone."""
+    """Issue #17: ticks per second through NATS JetStream against the engine step alone, the
+    latency batching adds, and engine workers."""
     r = data["results"]
-    return [
+    passed = {t["target"]: t["pass"] for t in r.get("targets", [])}
+    rows = [
         [
-            "#8",
+            "#17",
             f"ticks/s through NATS JetStream, {data['parameters']['assets']} assets "
             "(slower of publish and consume)",
             f"{spread(r['through_bus_ticks_per_s'])}; publish "
             f"{spread(r['publish_ticks_per_s'])}, consume {spread(r['consume_ticks_per_s'])}",
-            f"in-process engine {spread(r['in_process_ticks_per_s'])}",
+            f"in-process engine step {spread(r['in_process_ticks_per_s'])}",
             f"{r['bus_over_in_process']:.3g}x",
-            "",
-            "info",
+            ">= 0.25x",
+            verdict(passed["#17 bus"]) if "#17 bus" in passed else "info",
         ]
+    ]
+    latency = r.get("latency_ms")
+    if latency:
+        rate = data["parameters"]["latency_rate"]
+        rows.append(
+            [
+                "#17",
+                f"offer -> delivered through the bus, ms, at {rate:,.0f} ticks/s",
+                f"p50 {spread(latency['batched']['p50'], fmt='.2f')}, "
+                f"p99 {spread(latency['batched']['p99'], fmt='.2f')}",
+                f"one message per tick: p99 {spread(latency['one_per_tick']['p99'], fmt='.1f')}",
+                "",
+                "p99 <= 20 ms",
+                verdict(passed["#17 latency"]),
+            ]
+        )
+    workers = r.get("workers_ticks_per_s", {})
+    if workers:
+        rows.append(
+            [
+                "#17",
+                "engine worker processes on the stored stream, all ticks/s",
+                "; ".join(f"{n}: {spread(v)}" for n, v in workers.items()),
+                "",
+                "",
+                "",
+                "info",
+            ]
+        )
+    return rows
+
+
+def replay_rows(data: dict[str, Any]) -> list[Row]:
+    """Issue #17: the whole replay process against the naive loop on the same file."""
+    passed = {t["ticks"]: t["pass"] for t in data["results"]["targets"]}
+    assets = data["parameters"]["assets"]
+    return [
+        [
+            "#17",
+            f"whole `riskmon replay` ticks/s, {r['ticks'] / 1e6:g}M ticks, {assets} assets",
+            f"{spread(r['riskmon_ticks_per_s'])}; "
+            f"replay's own {spread(r['replay_own_ticks_per_s'])}",
+            f"naive EWMA process {spread(r['naive_ticks_per_s'])}",
+            f"{r['ratio_of_medians']:.3g}x",
+            ">= 10x" if r["ticks"] in passed else "",
+            verdict(passed[r["ticks"]]) if r["ticks"] in passed else "info",
+        ]
+        for r in data["results"]["rows"]
     ]
 
 
@@ -200,6 +250,7 @@ def main() -> int:
         ("memory", memory_rows),
         ("metrics_scrape", scrape_rows),
         ("bus_throughput", bus_rows),
+        ("replay_throughput", replay_rows),
         ("option_var", option_var_rows),
     ):
         data = _load(name)

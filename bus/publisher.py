@@ -1,24 +1,27 @@
-"""The feeds role's side of the bus: every routed tick is published to JetStream, at least once.
+"""The feeds role's side of the bus: ticks are published to JetStream in batches, at least once.
 
 :meth:`TickPublisher.offer` (synchronous, on the tick path) gives the tick its per-(venue,
-symbol) sequence and its message id (see :mod:`bus.wire`), encodes it once and appends
-it to a bounded buffer. :meth:`TickPublisher.mark`, called every ``[bus] mark_interval``,
-appends a mark for each symbol that had no tick since the last call (the watermarks engine
-workers order their symbols by). :meth:`TickPublisher.run` sends windows of up to ``[bus]
-publish_window`` publishes and waits for their acknowledgements:
+symbol) sequence and adds it to its subject's open batch. A batch is closed -- encoded once
+(see :mod:`bus.wire`), given its message id and queued -- when it holds ``[bus] max_batch``
+ticks, or ``[bus] linger`` after the first tick any open batch received (all open batches close
+together: one message per subject per linger). :meth:`TickPublisher.mark`, called every
+``[bus] mark_interval``, closes the open batches and queues a mark for each symbol that had no
+tick since the last call (the watermarks engine workers order their symbols by).
+:meth:`TickPublisher.run` sends windows of up to ``[bus] publish_window`` publishes and waits
+for their acknowledgements:
 
 - acknowledged: done (``published``, or ``duplicates`` when JetStream had already stored that
   message id, i.e. an earlier attempt was stored but its acknowledgement was lost);
 - not acknowledged within ``publish_timeout``, or refused: put back at the front of the
-  buffer, in order, and sent again with the *same* message id after a capped, jittered
+  queue, in order, and sent again with the *same* message id after a capped, jittered
   backoff, so JetStream stores it once. A failed window halves the next one, a successful one
   doubles it (up to ``publish_window``). Nothing is sent while the connection is down.
 
-Backpressure: the buffer holds at most ``[bus] publish_buffer`` messages; beyond that the
-oldest are dropped and counted (``dropped``), which only coarsens the sampling of their
-symbols, as in the in-process tick buffer. Every message accepted is therefore either in the
-stream exactly once (``published + duplicates`` of this run), still buffered, or counted as
-dropped.
+Backpressure: the open batches and the queue hold at most ``[bus] publish_buffer`` ticks;
+beyond that the oldest queued messages are dropped and their ticks counted (``dropped``),
+which only coarsens the sampling of their symbols, as in the in-process tick buffer. Every
+tick accepted is therefore either in the stream exactly once (in a batch counted in
+``published + duplicates`` of this run), still buffered, or counted as dropped.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -41,10 +45,10 @@ from nats.js.manager import JetStreamManager
 from bus.jetstream import STATUS, TRANSIENT, Link, connect_beating, ensure_stream
 from bus.wire import (
     MSG_ID_HEADER,
+    BusBatch,
     BusMark,
     BusMessage,
     BusOptionMark,
-    BusTick,
     encode_message,
     encode_option_mark,
     mark_subject,
@@ -72,17 +76,21 @@ class PublisherStats:
 
     Attributes:
         accepted: ticks given a sequence and buffered.
+        batches: batches closed (each one message).
         marks: marks buffered (for symbols without a tick during ``mark_interval``).
-        published: messages (ticks and marks) JetStream acknowledged as newly stored.
+        published: messages (batches and marks) JetStream acknowledged as newly stored.
+        published_ticks: ticks in the batches JetStream acknowledged as newly stored.
         duplicates: re-sent messages JetStream had already stored (same message id).
         errors: publish windows that failed (timeouts, refusals, lost connection).
-        dropped: oldest messages dropped from the full buffer.
+        dropped: ticks dropped with the oldest messages of the full buffer.
         option_marks: option marks sent (plain NATS, outside the stream; latest only).
     """
 
     accepted: int = 0
+    batches: int = 0
     marks: int = 0
     published: int = 0
+    published_ticks: int = 0
     duplicates: int = 0
     errors: int = 0
     dropped: int = 0
@@ -94,25 +102,45 @@ class _Outgoing:
     subject: str
     payload: bytes
     msg_id: str
+    ticks: int  # what it counts against the buffer: its ticks, or 1 for a mark
+    batch: bool = True
+
+
+@dataclass(slots=True)
+class _Open:
+    """One subject's batch being filled."""
+
+    venue: str
+    symbol: str
+    subject: str
+    seq: int  # the first tick's sequence
+    ts: list[float] = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+    recv: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class TickPublisher:
-    """Buffers ticks and marks and publishes them to the tick stream.
+    """Batches ticks, adds marks, and publishes both to the tick stream.
 
     Args:
         bus: the ``[bus]`` configuration.
         epoch: token of this run, part of every message id (default: :func:`new_epoch`).
         backoff: delays between failed windows.
+        clock: the monotonic clock that times the linger.
     """
 
     bus: BusConfig
     epoch: str = field(default_factory=new_epoch)
     backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=0.05, max_s=2.0))
+    clock: Callable[[], float] = time.monotonic
     stats: PublisherStats = field(default_factory=PublisherStats)
     link: Link = field(default_factory=Link)
     heartbeat: float = field(default_factory=time.monotonic)
     _queue: deque[_Outgoing] = field(default_factory=deque)
+    _queued_ticks: int = 0
+    _open: dict[str, dict[str, _Open]] = field(default_factory=dict)  # by venue, then symbol
+    _close_at: float = math.inf
     _seq: dict[tuple[str, str], int] = field(default_factory=dict)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _empty: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,34 +152,116 @@ class TickPublisher:
     _latest_ts: float | None = None
     _latest_mono: float = 0.0
     _options: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    _limit: int = 0  # [bus] max_batch, read once
+
+    def __post_init__(self) -> None:
+        self._limit = self.bus.max_batch
 
     @property
     def buffered(self) -> int:
-        """Messages waiting to be published or acknowledged (or re-sent)."""
-        return len(self._queue) + self._inflight
+        """Ticks and marks waiting to be published or acknowledged (or re-sent)."""
+        return self._open_count() + self._queued_ticks + self._inflight
 
-    def offer(self, venue: str, tick: Tick, mono: float) -> None:
-        """Give ``tick`` (priced by ``venue``, received at ``mono``) its sequence; buffer it."""
-        key = (venue, tick.symbol)
-        seq = self._seq.get(key, 0) + 1
-        self._seq[key] = seq
-        wire = BusTick(venue, tick.symbol, tick.ts, tick.price, seq, self.epoch)
-        self._append(tick_subject(self.bus.subject_prefix, venue, tick.symbol), wire)
+    def _open_count(self) -> int:
+        return sum(len(b.ts) for batches in self._open.values() for b in batches.values())
+
+    def offer(self, venue: str, tick: Tick, mono: float, recv: float = math.nan) -> None:
+        """Give ``tick`` (priced by ``venue``, received at ``mono``, at wall-clock ``recv``)
+        its sequence and add it to its subject's open batch."""
+        batches = self._open.get(venue)
+        if batches is None:
+            batches = self._open[venue] = {}
+        batch = batches.get(tick.symbol)
+        if batch is None:
+            batch = batches[tick.symbol] = self._new_batch(venue, tick.symbol)
+        batch.ts.append(tick.ts)
+        batch.price.append(tick.price)
+        batch.recv.append(recv)
         self.stats.accepted += 1
-        self._ticked.add(tick.symbol)
-        if self._latest_ts is None or tick.ts > self._latest_ts:
-            self._latest_ts = tick.ts
         self._latest_mono = mono
+        if len(batch.ts) >= self._limit:
+            self._close(batch)
+            self._trim()
+
+    def offer_many(
+        self,
+        venue: str,
+        ts: Sequence[float],
+        symbols: Sequence[str],
+        prices: Sequence[float],
+        mono: float,
+        recv: float = math.nan,
+    ) -> None:
+        """:meth:`offer` for columns of ticks of one venue, all received at ``mono`` and
+        ``recv`` (one frame's, as the router drains them)."""
+        batches = self._open.get(venue)
+        if batches is None:
+            batches = self._open[venue] = {}
+        limit = self._limit
+        for t, symbol, price in zip(ts, symbols, prices, strict=True):
+            batch = batches.get(symbol)
+            if batch is None:
+                batch = batches[symbol] = self._new_batch(venue, symbol)
+            batch.ts.append(t)
+            batch.price.append(price)
+            batch.recv.append(recv)
+            if len(batch.ts) >= limit:
+                self._close(batch)
+                self._trim()
+        self.stats.accepted += len(ts)
+        self._latest_mono = mono
+
+    def _new_batch(self, venue: str, symbol: str) -> _Open:
+        """Open a batch for a subject; the first open one starts the linger."""
+        if self._close_at == math.inf:
+            self._close_at = self.clock() + float(self.bus.linger)
+            self._ready.set()  # the loop learns when to close
+        self._ticked.add(symbol)
+        subject = tick_subject(self.bus.subject_prefix, venue, symbol)
+        return _Open(venue, symbol, subject, self._seq.get((venue, symbol), 0) + 1)
+
+    def close_due(self) -> bool:
+        """Close the open batches once their linger has passed; whether it had."""
+        if not self._open or self.clock() < self._close_at:
+            return False
+        self.close_batches()
+        return True
+
+    def close_batches(self) -> None:
+        """Close every open batch now (queued for publishing, in subject order of arrival)."""
+        for batches in list(self._open.values()):
+            for batch in list(batches.values()):
+                self._close(batch)
+        self._trim()
+
+    def _close(self, batch: _Open) -> None:
+        venue, symbol, n = batch.venue, batch.symbol, len(batch.ts)
+        batches = self._open[venue]
+        del batches[symbol]
+        if not batches:
+            del self._open[venue]
+        self._seq[(venue, symbol)] = batch.seq + n - 1
+        if self._latest_ts is None or max(batch.ts) > self._latest_ts:
+            self._latest_ts = max(batch.ts)
+        wire = BusBatch.of(venue, symbol, self.epoch, batch.seq, batch.ts, batch.price, batch.recv)
+        self._queue.append(_Outgoing(batch.subject, encode_message(wire), message_id(wire), n))
+        self._queued_ticks += n
+        self.stats.batches += 1
+        if not self._open:
+            self._close_at = math.inf
+        self._ready.set()
 
     def mark(
         self, symbols: Iterable[str], mono: float, idle_after_s: float, every: bool = False
     ) -> None:
-        """Buffer a mark for every symbol of ``symbols`` without a tick since the last call.
+        """Close the open batches; queue a mark for every symbol of ``symbols`` without a
+        tick since the last call.
 
         Once no tick at all came for ``idle_after_s``, every symbol is marked, with the
         event-time clock: the last tick's time plus the silence since. ``every`` marks every
         symbol (at shutdown, so that workers can apply everything published before).
         """
+        self.close_batches()
         clock = None
         if self._latest_ts is not None and mono - self._latest_mono >= idle_after_s:
             clock = self._latest_ts + (mono - self._latest_mono)
@@ -185,14 +295,19 @@ class TickPublisher:
             self.stats.option_marks += 1
 
     def _append(self, subject: str, message: BusMessage) -> None:
-        self._queue.append(_Outgoing(subject, encode_message(message), message_id(message)))
+        payload = encode_message(message)
+        self._queue.append(_Outgoing(subject, payload, message_id(message), 1, batch=False))
+        self._queued_ticks += 1
         self._trim()
         self._ready.set()
 
     def _trim(self) -> None:
-        while len(self._queue) > self.bus.publish_buffer:
-            self._queue.popleft()
-            self.stats.dropped += 1
+        """Drop the oldest queued messages while more than ``publish_buffer`` ticks wait (a
+        window in flight is not counted: its ticks are sent, or put back if it fails)."""
+        while self._open_count() + self._queued_ticks > self.bus.publish_buffer and self._queue:
+            dropped = self._queue.popleft()
+            self._queued_ticks -= dropped.ticks
+            self.stats.dropped += dropped.ticks
 
     async def run(self) -> None:
         """Connect, make sure the stream exists, and publish until cancelled."""
@@ -211,7 +326,9 @@ class TickPublisher:
         self.heartbeat = time.monotonic()
 
     async def flush(self, within_s: float) -> bool:
-        """Wait until the buffer is empty (at shutdown); False when time ran out."""
+        """Close the open batches and wait until everything is published (at shutdown);
+        False when time ran out."""
+        self.close_batches()
         if self.buffered:
             self._empty.clear()
             await _wait(self._empty, within_s)
@@ -221,10 +338,12 @@ class TickPublisher:
         self.heartbeat = time.monotonic()
         if self._options and self.link.connected:
             await self._send_options(client)
+        self.close_due()
         if not self._queue:
-            self._empty.set()
-            self._ready.clear()
-            await _wait(self._ready, IDLE_WAKE_S)
+            if not self._open:
+                self._empty.set()
+            self._ready.clear()  # set again by a full batch, or the first tick of a batch
+            await _wait(self._ready, min(IDLE_WAKE_S, max(0.0, self._close_at - self.clock())))
         elif not self.link.connected:
             await _wait(self.link.up, IDLE_WAKE_S)
         elif not self._stream_ok:
@@ -244,7 +363,9 @@ class TickPublisher:
     async def _send_window(self, client: NatsClient, acks: AckInbox) -> None:
         width = min(len(self._queue), self._width or self.bus.publish_window)
         window = [self._queue.popleft() for _ in range(width)]
-        self._inflight = len(window)
+        sent = sum(item.ticks for item in window)
+        self._queued_ticks -= sent
+        self._inflight = sent
         reply = acks.start(len(window))
         try:
             for k, item in enumerate(window):
@@ -258,12 +379,18 @@ class TickPublisher:
         self._inflight = 0
         failed = [item for item, outcome in zip(window, outcomes, strict=True) if outcome is None]
         self.stats.published += outcomes.count(Stored.NEW)
+        self.stats.published_ticks += sum(
+            item.ticks
+            for item, outcome in zip(window, outcomes, strict=True)
+            if outcome is Stored.NEW and item.batch
+        )
         self.stats.duplicates += outcomes.count(Stored.DUPLICATE)
         if failed:
             self.stats.errors += 1
             self._width = max(1, width // 2)
             self._stream_ok = False  # the stream may be gone: check before the next window
             self._queue.extendleft(reversed(failed))
+            self._queued_ticks += sum(item.ticks for item in failed)
             self._trim()
             await asyncio.sleep(self.backoff.next_delay())
         else:

@@ -1,16 +1,20 @@
 """An engine worker's side of the bus: its symbols' ticks, in stream order, each applied once.
 
 One durable pull consumer per symbol (``<consumer_prefix>-<worker>-<symbol>``, filter
-``<prefix>.*.<symbol>``: the symbol's ticks from every venue, and its marks). Each *round*
-sends every consumer one ``no_wait`` pull, hands what arrived to a
+``<prefix>.*.<symbol>``: the symbol's tick batches from every venue, and its marks). Each
+*round* sends every consumer one ``no_wait`` pull, hands what arrived to a
 :class:`~bus.merge.StreamMerger`, and passes what the merger releases (stream order, see
-:mod:`bus.merge`) to ``on_batch``, synchronously: the worker applies the batch and the cursor
-(:meth:`TickSubscriber.cursor`) moves with it, with no ``await`` in between, so a checkpoint
-taken at any other moment holds state and cursor of the same instant. Then the last message
-applied of each consumer is acknowledged (``AckPolicy.ALL``).
+:mod:`bus.merge`) to ``on_batch`` in *steps* of at most ``apply_ticks`` ticks (a batch may be
+cut between two steps), each synchronously: the worker applies the step and the cursor
+(:meth:`TickSubscriber.cursor`: stream position, and ticks applied of the next message) moves
+with it, with no ``await`` in between, so a checkpoint taken at any other moment holds state
+and cursor of the same instant. Between steps the event loop runs (probes, signals,
+checkpoints). Then the last message applied of each consumer is acknowledged
+(``AckPolicy.ALL``).
 
 Delivery is at least once: a message delivered again (after ``ack_wait``, or after a rewind)
-has a stream sequence the merger already holds or applied, and is skipped and counted.
+has a stream sequence the merger already holds or applied, and is skipped and counted; the
+ticks of a message partly applied before a restart are skipped up to the cursor's index.
 Whenever the order could have been broken -- the connection was lost or re-established, a pull
 failed, or a consumer sequence skipped a delivery -- the worker *rewinds*: it drops what it
 holds and recreates every consumer at the cursor's position + 1. At start the consumers are
@@ -46,11 +50,11 @@ from bus.jetstream import (
 )
 from bus.merge import StreamMerger
 from bus.wire import (
+    BusBatch,
     BusCursor,
     BusMark,
     BusMessage,
     BusOptionMark,
-    BusTick,
     decode_message,
     decode_option_mark,
     symbol_filter,
@@ -61,10 +65,12 @@ from monitor.config.bus import BusConfig
 log = structlog.get_logger("riskmon.bus")
 
 BatchSink = Callable[[list[BusMessage]], None]
-"""Receives each round's released ticks and marks, in stream order."""
+"""Receives each step's batches (possibly cut) and marks, in stream order."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 FIRST_IDLE_PAUSE_S = 0.001
+APPLY_TICKS = 10_000
+"""Ticks an engine step applies at most (a few milliseconds): the event loop runs between."""
 
 
 def name_token(text: str) -> str:
@@ -86,6 +92,7 @@ class SubscriberStats:
 
     Attributes:
         consumed: ticks handed to the engine.
+        batches: tick batches (messages) handed to the engine, a cut one once.
         marks: marks handed to the engine.
         duplicates: deliveries skipped because their stream sequence was already held or applied.
         gaps: ticks missing from the feeds role's per-(venue, symbol) sequences.
@@ -95,6 +102,7 @@ class SubscriberStats:
     """
 
     consumed: int = 0
+    batches: int = 0
     marks: int = 0
     duplicates: int = 0
     gaps: int = 0
@@ -119,11 +127,12 @@ class TickSubscriber:
         bus: the ``[bus]`` configuration.
         worker: this worker's name (part of the durable consumer names).
         symbols: engine symbols to consume.
-        on_batch: applies each round's ticks and marks (see :data:`BatchSink`).
+        on_batch: applies each step's ticks and marks (see :data:`BatchSink`).
         cursor_at_start: where the worker's checkpoint left off (None: from the start of the
             stream).
         on_option: receives the option marks published under ``[bus] options_subject``
             (plain NATS, latest only; None: not subscribed).
+        apply_ticks: ticks per engine step at most.
     """
 
     bus: BusConfig
@@ -132,6 +141,7 @@ class TickSubscriber:
     on_batch: BatchSink
     cursor_at_start: BusCursor | None = None
     on_option: Callable[[BusOptionMark], None] | None = None
+    apply_ticks: int = APPLY_TICKS
     stats: SubscriberStats = field(default_factory=SubscriberStats)
     link: Link = field(default_factory=Link)
     heartbeat: float = field(default_factory=time.monotonic)
@@ -140,23 +150,33 @@ class TickSubscriber:
     _lanes: list[_Lane] = field(init=False)
     _last_seq: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict, init=False)
     _set_up: bool = field(default=False, init=False)
+    _position: int = field(default=0, init=False)  # the cursor: see BusCursor
+    _index: int = field(default=0, init=False)
+    _applied: dict[str, int] = field(default_factory=dict, init=False)
+    _resume: tuple[int, int] | None = field(default=None, init=False)  # (sequence, ticks done)
 
     def __post_init__(self) -> None:
+        if self.apply_ticks < 1:
+            raise ValueError(f"apply_ticks must be at least 1, got {self.apply_ticks}")
         prefix, token = self.bus.consumer_prefix, name_token(self.worker)
         self._lanes = [
             _Lane(symbol_filter(self.bus.subject_prefix, s), f"{prefix}-{token}-{name_token(s)}")
             for s in self.symbols
         ]
         cursor = self.cursor_at_start
-        usable = cursor is not None and cursor.stream == self.bus.stream
-        position = cursor.position if usable and cursor is not None else 0
-        applied = dict(cursor.subjects) if usable and cursor is not None else {}
-        self.merger = StreamMerger([lane.subject for lane in self._lanes], position, applied)
-        self.stats.position = position
+        if cursor is not None and cursor.stream == self.bus.stream:
+            self._position, self._index = cursor.position, cursor.index
+            self._applied = dict(cursor.subjects)
+        if self._index:
+            self._resume = (self._position + 1, self._index)
+        lanes = [lane.subject for lane in self._lanes]
+        self.merger = StreamMerger(lanes, self._position, self._applied)
+        self._applied = self.merger.applied()
+        self.stats.position = self._position
 
     def cursor(self) -> BusCursor:
         """How far the ticks handed to ``on_batch`` reach."""
-        return BusCursor(self.bus.stream, self.merger.position, self.merger.applied())
+        return BusCursor(self.bus.stream, self._position, dict(self._applied), self._index)
 
     async def run(self) -> None:
         """Connect and consume until cancelled; never gives up on a lost server."""
@@ -223,24 +243,25 @@ class TickSubscriber:
                 if lane.puller is None:
                     lane.puller = Puller(client, self.bus, lane.durable)
                 await lane.puller.open()
-                await recreate_consumer(
-                    jsm, self.bus, lane.durable, lane.subject, self.merger.position
-                )
+                await recreate_consumer(jsm, self.bus, lane.durable, lane.subject, self._position)
                 lane.delivered = 0
         except TRANSIENT as exc:
             log.warning("bus_rewind_failed", worker=self.worker, error=str(exc) or repr(exc))
             await asyncio.sleep(self.backoff.next_delay())
             return False
+        if self.merger.position != self._position:  # a round was cut short
+            self.merger.restart(self._position)
         self.merger.rewind()
         self.stats.rewinds += self._set_up  # the first setup is no rewind
         self._set_up = True
-        log.info("bus_consumers_ready", worker=self.worker, after=self.merger.position)
+        log.info("bus_consumers_ready", worker=self.worker, after=self._position)
         return True
 
     def _check_stream(self, first: int, last: int) -> None:
-        position = self.merger.position
+        position = self._position
         if last < position:
             log.warning("bus_stream_behind_cursor", stream_last=last, position=position)
+            self._position, self._index, self._resume = 0, 0, None
             self.merger.restart(0)
         elif position and first > position + 1:
             log.warning("bus_ticks_expired", missing=first - position - 1, position=position)
@@ -253,10 +274,54 @@ class TickSubscriber:
         for lane, (messages, _) in zip(self._lanes, results, strict=True):
             arrived += self._hold(lane, messages)
         released = self.merger.release()
-        self.on_batch(self._decode(released))
-        self.stats.position = self.merger.position
+        await self._apply(self._decode(released), self.merger.position)
         await self._acknowledge(released)
         return arrived > 0
+
+    async def _apply(self, released: list[tuple[int, str, BusMessage]], watermark: int) -> None:
+        """Hand the released messages to ``on_batch`` in steps of at most ``apply_ticks``
+        ticks, moving the cursor with each; then to the watermark."""
+        step = _Step()
+        room = self.apply_ticks
+        for seq, lane, message in released:
+            if isinstance(message, BusMark):
+                step.add(message, lane, seq)
+                continue
+            done = self._resumed_at(seq)
+            batch = message.after(done) if done else message
+            while len(batch) > room:  # cut: this step ends inside the batch
+                step.add(batch.head(room), None, seq)
+                done += room
+                batch = batch.after(room)
+                self._step(step, seq - 1, done)
+                step, room = _Step(), self.apply_ticks
+                await asyncio.sleep(0)  # probes, signals and checkpoints between steps
+            step.add(batch, lane, seq)
+            room -= len(batch)
+            if not room:
+                self._step(step, seq, 0)
+                step, room = _Step(), self.apply_ticks
+                await asyncio.sleep(0)
+        self._step(step, watermark, 0)
+
+    def _resumed_at(self, seq: int) -> int:
+        """Ticks of message ``seq`` applied before a restart (the cursor's index)."""
+        if self._resume is None or seq < self._resume[0]:
+            return 0
+        resume_seq, done = self._resume
+        self._resume = None
+        return done if seq == resume_seq else 0
+
+    def _step(self, step: _Step, position: int, index: int) -> None:
+        """Apply one step and move the cursor with it, synchronously (no await between)."""
+        if step.messages:
+            self.on_batch(step.messages)
+        self._position, self._index = position, index
+        self._applied.update(step.lanes)
+        self.stats.position = position
+        self.stats.consumed += step.ticks
+        self.stats.batches += step.batches
+        self.stats.marks += step.marks
 
     def _hold(self, lane: _Lane, messages: list[Msg]) -> int:
         held = 0
@@ -273,34 +338,54 @@ class TickSubscriber:
                 self.stats.duplicates += 1
         return held
 
-    def _decode(self, released: list[tuple[int, str, Msg]]) -> list[BusMessage]:
-        messages: list[BusMessage] = []
-        for _, _, msg in released:
+    def _decode(self, released: list[tuple[int, str, Msg]]) -> list[tuple[int, str, BusMessage]]:
+        messages: list[tuple[int, str, BusMessage]] = []
+        for seq, lane, msg in released:
             try:
                 message = decode_message(msg.data)
             except msgspec.DecodeError:
                 self.stats.undecodable += 1
                 continue
-            if isinstance(message, BusMark):
-                self.stats.marks += 1
-            else:
-                self.stats.consumed += 1
+            if isinstance(message, BusBatch):
                 self._count_gap(message)
-            messages.append(message)
+            messages.append((seq, lane, message))
         return messages
 
-    def _count_gap(self, tick: BusTick) -> None:
-        key = (tick.venue, tick.symbol)
+    def _count_gap(self, batch: BusBatch) -> None:
+        key = (batch.venue, batch.symbol)
         previous = self._last_seq.get(key)
-        if previous is not None and previous[0] == tick.epoch and tick.seq > previous[1] + 1:
-            self.stats.gaps += tick.seq - previous[1] - 1
-        if previous is None or previous[0] != tick.epoch or tick.seq > previous[1]:
-            self._last_seq[key] = (tick.epoch, tick.seq)
+        last = batch.seq + len(batch) - 1
+        if previous is not None and previous[0] == batch.epoch and batch.seq > previous[1] + 1:
+            self.stats.gaps += batch.seq - previous[1] - 1
+        if previous is None or previous[0] != batch.epoch or last > previous[1]:
+            self._last_seq[key] = (batch.epoch, last)
 
     async def _acknowledge(self, released: list[tuple[int, str, Msg]]) -> None:
         last: dict[str, Msg] = {lane: msg for _, lane, msg in released}
         for msg in last.values():
             await msg.ack()
+
+
+@dataclass(slots=True)
+class _Step:
+    """The messages of one engine step and what applying them completes."""
+
+    messages: list[BusMessage] = field(default_factory=list)
+    lanes: dict[str, int] = field(default_factory=dict)  # lanes whose message ends here
+    ticks: int = 0
+    batches: int = 0
+    marks: int = 0
+
+    def add(self, message: BusMessage, lane: str | None, seq: int) -> None:
+        """Add a mark, a batch, or (``lane`` None) a batch's first part."""
+        self.messages.append(message)
+        if lane is not None:
+            self.lanes[lane] = seq
+        if isinstance(message, BusMark):
+            self.marks += 1
+            return
+        self.ticks += len(message)
+        self.batches += lane is not None
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -5,51 +5,143 @@ is written ``_``, which symbols never contain), so an engine worker consumes, wi
 consumer per symbol it needs, ``<prefix>.*.<symbol>``: the symbol's ticks from whichever venue
 prices it after a failover, and its *marks* (``<prefix>._mark.<symbol>``).
 
-Payloads are JSON arrays (msgspec; floats round-trip exactly) tagged ``"t"`` for a
-:class:`BusTick` (venue, engine symbol, event time, price, and the feeds process's
-per-(venue, symbol) sequence and *epoch*, a token drawn at its start) and ``"m"`` for a
-:class:`BusMark`.
+Ticks travel in batches: the feeds role gathers each subject's ticks for ``[bus] linger`` (or up
+to ``[bus] max_batch`` of them) and publishes them as one message, a :class:`BusBatch` of
+columns: event times, prices and receive times as little-endian float64 bytes (exact, and
+decoded without a Python object per tick), with the venue, the engine symbol, the feeds
+process's *epoch* (a token drawn at its start) and the per-(venue, symbol) sequence of the
+first tick (tick ``i`` of the batch has sequence ``seq + i``). A :class:`BusMark` is a message
+of its own. Payloads are msgpack (msgspec), tagged ``"b"`` and ``"m"``. Payloads of the
+previous format (JSON arrays, one tick per message, tagged ``"t"``) are still read, as batches
+of one tick, so a stream written before an upgrade is replayed after it.
 
 Order. JetStream's stream sequence totally orders the stream; a worker applies its subjects'
-messages in that order (``bus.merge``), so what it computes depends only on the stream, not
-on how its consumers raced. A consumer delivers its subject in order, so a delivery at stream
-sequence q proves that every message of that subject up to q has arrived; to let a *quiet*
-symbol prove it too, the feeds role publishes a mark on every symbol that had no tick for
-``[bus] mark_interval``. (JetStream's "no messages" answer to a pull is no such proof: a
-consumer learns of newly stored messages asynchronously.) Once the whole feed has been silent
-for ``[live] idle_snapshot`` the marks carry the feeds role's event-time clock, so quiet-time
-snapshots are in the stream too and replay identically.
+messages in that order (``bus.merge``), and the ticks of a batch in their order within it, so
+what it computes depends only on the stream, not on how its consumers raced. (Ticks of other
+symbols that arrived during a batch's linger come before or after all of it: each tick is
+applied at the latest event time seen, so its time moves by at most the linger, 5 ms.) A
+consumer delivers its subject in order, so a delivery at stream sequence q proves that every
+message of that subject up to q has arrived; to let a *quiet* symbol prove it too, the feeds
+role publishes a mark on every symbol that had no tick for ``[bus] mark_interval``.
+(JetStream's "no messages" answer to a pull is no such proof: a consumer learns of newly
+stored messages asynchronously.) Once the whole feed has been silent for ``[live]
+idle_snapshot`` the marks carry the feeds role's event-time clock, so quiet-time snapshots are
+in the stream too and replay identically.
 
 Two sequences, two jobs:
 
-- The **message id** ``<epoch>:<venue>:<symbol>:<seq>`` (header ``Nats-Msg-Id``) is fixed when
-  the feeds role accepts a tick and kept across its retries, so a publish retried after a lost
-  acknowledgement is stored once (JetStream's duplicate window). The feeds role's sequence
-  restarts at 1 when its process restarts; the epoch keeps the ids of two runs apart, else the
-  new run's first ticks would be dropped as duplicates of the old run's.
-- The **idempotency key** of an engine worker is JetStream's *stream sequence*, not the feeds
-  sequence: it is assigned once, at storage, never restarts, and totally orders the stream.
-  A worker records in its checkpoint, atomically with the engine state, a :class:`BusCursor`:
-  the stream position up to which every message of its subjects is applied, and the last
-  sequence applied per subject. A delivery at or below it is a redelivery and is skipped,
-  never counted twice; after a crash the worker restores the checkpoint and its consumers
-  restart at the position + 1, so it replays exactly what came after. The feeds sequence only
-  serves to count gaps (ticks the feeds role dropped, or that expired from the stream).
+- The **message id** ``<epoch>:<venue>:<symbol>:<seq>`` (header ``Nats-Msg-Id``, ``seq`` the
+  batch's first) is fixed when the feeds role closes the batch and kept across its retries, so
+  a publish retried after a lost acknowledgement is stored once (JetStream's duplicate
+  window). The feeds role's sequence restarts at 1 when its process restarts; the epoch keeps
+  the ids of two runs apart, else the new run's first batches would be dropped as duplicates.
+- The **idempotency key** of a tick at an engine worker is its message's JetStream *stream
+  sequence* and its index in the batch: assigned once, at storage, never restarting, and
+  totally ordering the stream. A worker records in its checkpoint, atomically with the engine
+  state, a :class:`BusCursor`: the stream position up to which every message of its subjects
+  is applied, how many ticks of the next one are (an engine step applies a bounded number of
+  ticks, so a batch can be cut), and the last sequence applied per subject. A delivery at or
+  below it is a redelivery and is skipped, never counted twice; after a crash the worker
+  restores the checkpoint and its consumers restart at the position + 1, skipping the ticks
+  of that message already applied, so it replays exactly what came after. The feeds sequence
+  only serves to count gaps (ticks the feeds role dropped, or that expired from the stream).
 """
 
 from __future__ import annotations
 
+import math
+
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 MARK_TOKEN = "_mark"  # the venue token of marks: venue names never start with "_"
 
 
-class BusTick(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag="t"):
-    """One tick as the feeds role publishes it.
+FloatArray = npt.NDArray[np.float64]
+_FLOAT = np.dtype("<f8")
+
+
+class BusBatch(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag="b"):
+    """Ticks of one venue and symbol, as the feeds role publishes them: columns of float64.
 
     Attributes:
         venue: venue that priced the symbol (the router's active source).
+        symbol: engine symbol.
+        epoch: token of the feeds process run that assigned the sequences.
+        seq: per-(venue, symbol) sequence of the first tick, from 1; tick ``i`` has ``seq + i``.
+        ts: event times, Unix seconds, as little-endian float64 bytes.
+        price: prices, the same way.
+        recv: wall-clock times (Unix seconds) at which the feeds role received each tick (NaN
+            when unknown), the same way: a worker can tell how old a tick is when applied.
+    """
+
+    venue: str
+    symbol: str
+    epoch: str
+    seq: int
+    ts: bytes
+    price: bytes
+    recv: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.ts) % 8 or not len(self.ts) == len(self.price) == len(self.recv):
+            raise ValueError("columns must be float64 bytes of one length")
+
+    @classmethod
+    def of(
+        cls,
+        venue: str,
+        symbol: str,
+        epoch: str,
+        seq: int,
+        ts: npt.ArrayLike,
+        price: npt.ArrayLike,
+        recv: npt.ArrayLike,
+    ) -> BusBatch:
+        """A batch from columns of numbers."""
+        return cls(venue, symbol, epoch, seq, _bytes(ts), _bytes(price), _bytes(recv))
+
+    def __len__(self) -> int:
+        return len(self.ts) // 8
+
+    def columns(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(event times, prices, receive times) as read-only arrays over the payload."""
+        return _floats(self.ts), _floats(self.price), _floats(self.recv)
+
+    def head(self, count: int) -> BusBatch:
+        """The first ``count`` ticks."""
+        cut = 8 * count
+        return BusBatch(
+            self.venue,
+            self.symbol,
+            self.epoch,
+            self.seq,
+            self.ts[:cut],
+            self.price[:cut],
+            self.recv[:cut],
+        )
+
+    def after(self, applied: int) -> BusBatch:
+        """The ticks from index ``applied`` on (the rest of a batch partly applied)."""
+        cut = 8 * applied
+        return BusBatch(
+            self.venue,
+            self.symbol,
+            self.epoch,
+            self.seq + applied,
+            self.ts[cut:],
+            self.price[cut:],
+            self.recv[cut:],
+        )
+
+
+class BusTick(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag="t"):
+    """One tick per message: the format before batches, still read (as a batch of one).
+
+    Attributes:
+        venue: venue that priced the symbol.
         symbol: engine symbol.
         ts: event time, Unix seconds.
         price: price.
@@ -63,6 +155,12 @@ class BusTick(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_field
     price: float
     seq: int
     epoch: str
+
+    def batch(self) -> BusBatch:
+        """The tick as a batch of one (its receive time unknown)."""
+        return BusBatch.of(
+            self.venue, self.symbol, self.epoch, self.seq, [self.ts], [self.price], [math.nan]
+        )
 
 
 class BusMark(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag="m"):
@@ -83,7 +181,7 @@ class BusMark(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_field
     clock: float | None = None
 
 
-BusMessage = BusTick | BusMark
+BusMessage = BusBatch | BusMark
 
 
 class BusOptionMark(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -112,23 +210,26 @@ class BusCursor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         position: every message of the worker's subjects with a stream sequence up to this
             one is applied (0: none).
         subjects: the last stream sequence applied per consumed subject filter.
+        index: ticks applied of the message at ``position + 1`` (0: none; a batch is cut
+            when an engine step reaches its bound in the middle of it).
     """
 
     stream: str
     position: int
     subjects: dict[str, int] = msgspec.field(default_factory=dict)
+    index: int = 0
 
 
-_encoder = msgspec.json.Encoder()
-_decoder: msgspec.json.Decoder[BusMessage] = msgspec.json.Decoder(BusMessage)
-
-
+_json = msgspec.json.Encoder()
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[BusMessage] = msgspec.msgpack.Decoder(BusMessage)
+_legacy: msgspec.json.Decoder[BusTick | BusMark] = msgspec.json.Decoder(BusTick | BusMark)
 _option_decoder = msgspec.json.Decoder(BusOptionMark)
 
 
 def encode_option_mark(mark: BusOptionMark) -> bytes:
     """The payload of an option mark."""
-    return _encoder.encode(mark)
+    return _json.encode(mark)
 
 
 def decode_option_mark(data: bytes) -> BusOptionMark:
@@ -146,16 +247,19 @@ def option_subject(prefix: str, venue: str, instrument: str) -> str:
 
 
 def encode_message(message: BusMessage) -> bytes:
-    """The payload of a tick or a mark."""
+    """The payload of a batch or a mark."""
     return _encoder.encode(message)
 
 
 def decode_message(data: bytes) -> BusMessage:
-    """The tick or mark in a payload.
+    """The batch or mark in a payload (a tick of the previous, JSON format as a batch of one).
 
     Raises:
         msgspec.DecodeError: not a bus payload (``msgspec.ValidationError`` is one).
     """
+    if data[:1] == b"[":
+        legacy = _legacy.decode(data)
+        return legacy.batch() if isinstance(legacy, BusTick) else legacy
     return _decoder.decode(data)
 
 
@@ -185,6 +289,14 @@ def stream_subjects(prefix: str) -> list[str]:
 
 
 def message_id(message: BusMessage) -> str:
-    """The ``Nats-Msg-Id`` of a tick or mark: the same for every retry of its publish."""
-    venue = message.venue if isinstance(message, BusTick) else MARK_TOKEN
+    """The ``Nats-Msg-Id`` of a batch or mark: the same for every retry of its publish."""
+    venue = message.venue if isinstance(message, BusBatch) else MARK_TOKEN
     return f"{message.epoch}:{venue}:{message.symbol}:{message.seq}"
+
+
+def _bytes(values: npt.ArrayLike) -> bytes:
+    return np.ascontiguousarray(values, dtype=_FLOAT).tobytes()
+
+
+def _floats(data: bytes) -> FloatArray:
+    return np.frombuffer(data, dtype=_FLOAT)

@@ -8,6 +8,10 @@ sorted on ts and written to a temporary Parquet file, which is read back in batc
 `batch_rows` and removed when the iterator is exhausted or closed. The merge runs on the polars
 streaming engine, and reading back holds one batch at a time.
 
+`indexed_batches(symbols)` yields the same rows with each symbol resolved, by polars, to its
+index in the given list (-1 for a symbol not in it): an engine then needs no Python string per
+tick, and the merged file holds small integers instead of strings.
+
 Rows with a null or NaN time, symbol or price, or an unparseable or infinite time or price, are
 dropped and counted in `skipped`. Non-positive prices and out-of-order ticks are kept: the
 replay engine handles them.
@@ -29,7 +33,7 @@ import polars as pl
 from feeds.history_files import SKIP_REASONS, HistoryFile, open_history_file
 from monitor.errors import DataError
 
-__all__ = ["HistorySource", "TickBatch"]
+__all__ = ["HistorySource", "IndexedTickBatch", "TickBatch"]
 
 _MERGED_NAME = "merged.parquet"
 _T = TypeVar("_T")
@@ -53,6 +57,28 @@ class TickBatch:
 
     def __len__(self) -> int:
         return len(self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedTickBatch:
+    """A run of ticks in event-time order whose symbols are indices into ``symbols``.
+
+    Attributes:
+        ts: Event time, float64 Unix seconds, non-decreasing within and across batches.
+        idx: Index of each row's symbol in ``symbols``, int64; -1 for a symbol not in it.
+        price: Price of each row, float64 (may be zero or negative; never NaN or infinite).
+        symbols: The symbol list the indices refer to (the one given to ``indexed_batches``).
+
+    The arrays may be read-only views of polars memory; copy them before writing.
+    """
+
+    ts: npt.NDArray[np.float64]
+    idx: npt.NDArray[np.int64]
+    price: npt.NDArray[np.float64]
+    symbols: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.idx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +182,37 @@ class HistorySource:
         Raises:
             DataError: A file turned out to be unreadable past the rows checked up front.
         """
+        for frame in self._sorted_frames(pl.col("symbol")):
+            yield TickBatch(
+                ts=frame["ts"].to_numpy(),
+                symbol=frame["symbol"].to_list(),
+                price=frame["price"].to_numpy(),
+            )
+
+    def indexed_batches(self, symbols: Sequence[str]) -> Generator[IndexedTickBatch, None, None]:
+        """Yield all rows in event-time order, each symbol as its index in ``symbols``.
+
+        The rows, their order, the batches and the clean-up are those of :meth:`batches`;
+        symbols not in ``symbols`` get the index -1.
+
+        Raises:
+            DataError: A file turned out to be unreadable past the rows checked up front.
+            ValueError: ``symbols`` repeats a name.
+        """
+        names = tuple(symbols)
+        if len(set(names)) != len(names):
+            raise ValueError(f"symbols must be distinct, got {list(names)}")
+        for frame in self._sorted_frames(_symbol_index(names)):
+            yield IndexedTickBatch(
+                ts=frame["ts"].to_numpy(),
+                idx=frame["symbol"].to_numpy().astype(np.int64, copy=False),
+                price=frame["price"].to_numpy(),
+                symbols=names,
+            )
+
+    def _sorted_frames(self, symbol: pl.Expr) -> Iterator[pl.DataFrame]:
+        """The kept rows in event-time order, `batch_rows` at a time, with ``symbol`` as the
+        symbol column; the merged file lives in a temporary directory while they are read."""
         if not self._files:
             self._counts = _Counts.of(None)
             return
@@ -164,13 +221,14 @@ class HistorySource:
             self._run(
                 lambda: (
                     self._merged()
+                    .with_columns(symbol.alias("symbol"))
                     .sort("ts", maintain_order=True, nulls_last=True)
                     .sink_parquet(merged, row_group_size=self._batch_rows, compression="lz4")
                 )
             )
             counts = _Counts.of(pl.scan_parquet(merged))
             self._counts = counts
-            yield from _read_batches(merged, counts.rows, self._batch_rows)
+            yield from _read_frames(merged, counts.rows, self._batch_rows)
 
     def _merged(self) -> pl.LazyFrame:
         return pl.concat([f.frame for f in self._files], how="vertical")
@@ -198,13 +256,16 @@ class HistorySource:
         return ", ".join(str(f.path) for f in self._files)
 
 
-def _read_batches(path: Path, rows: int, batch_rows: int) -> Iterator[TickBatch]:
-    """Yield the first `rows` rows of a merged file (the kept ones) as batches."""
+def _read_frames(path: Path, rows: int, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Yield the first `rows` rows of a merged file (the kept ones), `batch_rows` at a time."""
     scan = pl.scan_parquet(path).select("ts", "symbol", "price")
     for offset in range(0, rows, batch_rows):
-        frame = scan.slice(offset, min(batch_rows, rows - offset)).collect()
-        yield TickBatch(
-            ts=frame["ts"].to_numpy(),
-            symbol=frame["symbol"].to_list(),
-            price=frame["price"].to_numpy(),
-        )
+        yield scan.slice(offset, min(batch_rows, rows - offset)).collect()
+
+
+def _symbol_index(names: tuple[str, ...]) -> pl.Expr:
+    """Each row's symbol as its index in ``names`` (Int32), -1 when absent (or null)."""
+    if not names:
+        return pl.lit(-1, pl.Int32)
+    code = pl.col("symbol").cast(pl.Enum(list(names)), strict=False).to_physical()
+    return code.cast(pl.Int32).fill_null(-1)

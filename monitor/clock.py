@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from monitor.engine import Engine
+from monitor.engine import Engine, ValidTicks
 from monitor.guard import Venues
 from monitor.model import AlertEvent
 from monitor.risk.snapshot import RiskSnapshot
@@ -45,6 +45,23 @@ class TickBatchLike(Protocol):
     def ts(self) -> npt.NDArray[np.float64]: ...
     @property
     def symbol(self) -> Sequence[str] | npt.NDArray[np.str_]: ...
+    @property
+    def price(self) -> npt.NDArray[np.float64]: ...
+
+
+class IndexedBatchLike(Protocol):
+    """Columns of ticks in non-decreasing event time, symbols as indices into ``symbols``.
+
+    What a reader that resolved the symbols already hands over (-1: a symbol not in
+    ``symbols``); like :class:`TickBatchLike`, it may carry a ``venue`` column.
+    """
+
+    @property
+    def ts(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def idx(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def symbols(self) -> tuple[str, ...]: ...
     @property
     def price(self) -> npt.NDArray[np.float64]: ...
 
@@ -90,16 +107,14 @@ class SnapshotClock:
         self.snapshots = 0
         self.skipped = 0
 
-    def feed(self, batch: TickBatchLike) -> None:
+    def feed(self, batch: TickBatchLike | IndexedBatchLike) -> None:
         """Apply a batch, emitting the snapshots of the boundaries the batch passes.
 
         Invalid ticks (unknown symbol, NaN, non-positive price) are counted and never move the
         clock; the first valid tick anchors it. A batch out of time order is applied in its
         order, the ticks behind the clock as late ones.
         """
-        column = getattr(batch, "venue", None)
-        venues: Venues = self._venue if column is None else column
-        valid = self._engine.valid_ticks(batch.ts, batch.symbol, batch.price, venues)
+        valid = self._valid(batch)
         times = valid.ts
         if len(times) == 0:
             return
@@ -114,6 +129,16 @@ class SnapshotClock:
             end = max(end, start + 1)  # a batch out of order still makes progress
             self._engine.apply(valid.cut(start, end))
             start = end
+
+    def _valid(self, batch: TickBatchLike | IndexedBatchLike) -> ValidTicks:
+        column = getattr(batch, "venue", None)
+        venues: Venues = self._venue if column is None else column
+        idx = getattr(batch, "idx", None)
+        if idx is None:
+            ticks = cast(TickBatchLike, batch)
+            return self._engine.valid_ticks(ticks.ts, ticks.symbol, ticks.price, venues)
+        indexed = cast(IndexedBatchLike, batch)
+        return self._engine.valid_indexed(idx, indexed.symbols, batch.ts, batch.price, venues)
 
     @property
     def next_boundary(self) -> float | None:

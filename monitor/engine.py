@@ -126,6 +126,7 @@ class Engine:
         self.config = config
         self.symbols: tuple[str, ...] = tuple(config.tracked_symbols)
         self._index = {s: i for i, s in enumerate(self.symbols)}
+        self._translations: dict[tuple[str, ...], IntArray] = {}
         self._universe = np.array([self._index[s] for s in config.universe.symbols], np.int64)
         self._uu = np.ix_(self._universe, self._universe)
         self._cov = make_estimator(
@@ -286,7 +287,37 @@ class Engine:
         ``non_positive``). These checks do not depend on the engine's state, so a caller may
         run them over a whole batch before cutting it (the snapshot clock does).
         """
-        idx = self._indices(symbols)
+        return self._valid(self._indices(symbols), ts, prices, venues)
+
+    def valid_indexed(
+        self,
+        idx: IntArray,
+        names: tuple[str, ...],
+        ts: FloatArray,
+        prices: FloatArray,
+        venues: Venues = "replay",
+    ) -> ValidTicks:
+        """:meth:`valid_ticks` for ticks naming their symbols by index into ``names``.
+
+        A reader that resolved the symbols already (a replay's files) saves the per-tick
+        string lookups; ``names`` may be any symbol list (-1: a symbol not in it).
+        """
+        if names != self.symbols:
+            idx = self._translation(names)[idx]
+        return self._valid(np.asarray(idx, dtype=np.int64), ts, prices, venues)
+
+    def _translation(self, names: tuple[str, ...]) -> IntArray:
+        """This engine's index of each of ``names``, then -1 (so that index -1 maps to -1)."""
+        table = self._translations.get(names)
+        if table is None:
+            get = self._index.get
+            table = np.array([*(get(s, -1) for s in names), -1], dtype=np.int64)
+            self._translations = {names: table}  # one list at a time: a replay has one
+        return table
+
+    def _valid(
+        self, idx: IntArray, ts: FloatArray, prices: FloatArray, venues: Venues
+    ) -> ValidTicks:
         ts = np.asarray(ts, dtype=np.float64)
         prices = np.asarray(prices, dtype=np.float64)
         valid = self.guard.validate(idx, ts, prices, venues)

@@ -63,19 +63,26 @@ def _link(link: Link) -> Iterator[Metric]:
 
 def _publisher(publisher: TickPublisher) -> Iterator[Metric]:
     s = publisher.stats
-    yield _counter("bus_published", "Ticks stored in the stream.", s.published)
+    yield _counter(
+        "bus_published", "Messages (tick batches and marks) stored in the stream.", s.published
+    )
+    yield _counter("bus_published_ticks", "Ticks stored in the stream.", s.published_ticks)
     yield _counter(
         "bus_publish_duplicates", "Re-sent ticks the stream had already stored.", s.duplicates
     )
     yield _counter("bus_publish_errors", "Publish windows that failed and were retried.", s.errors)
     yield _gauge("bus_buffered_ticks", "Ticks waiting to be published.", publisher.buffered)
-    yield _counter("bus_buffer_dropped", "Ticks dropped by the full publish buffer.", s.dropped)
+    yield _counter(
+        "bus_buffer_dropped",
+        "Ticks dropped with the oldest messages of the full buffer.",
+        s.dropped,
+    )
 
 
 def _subscriber(subscriber: TickSubscriber) -> Iterator[Metric]:
     s = subscriber.stats
     yield _counter("bus_consumed", "Ticks handed to the engine from the stream.", s.consumed)
-    yield _counter("bus_duplicates", "Redelivered ticks skipped.", s.duplicates)
+    yield _counter("bus_duplicates", "Redelivered messages skipped.", s.duplicates)
     yield _counter("bus_gaps", "Ticks missing from the feeds role's sequences.", s.gaps)
     yield _counter("bus_rewinds", "Consumers recreated at the applied position.", s.rewinds)
     yield _gauge(

@@ -18,6 +18,7 @@ would).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy.typing as npt
 import structlog
 
 from bus.subscriber import TickSubscriber
-from bus.wire import BusCursor, BusMessage, BusOptionMark, BusTick
+from bus.wire import BusBatch, BusCursor, BusMessage, BusOptionMark
 from monitor.clock import SnapshotClock
 from monitor.errors import CheckpointError
 from monitor.risk.book import OptionMark
@@ -43,31 +44,31 @@ SILENT_BUS_S = 5.0  # the feeds role marks every quiet symbol every [bus] mark_i
 
 @dataclass(frozen=True, slots=True)
 class TickColumns:
-    """Ticks as the columns :meth:`SnapshotClock.feed` takes."""
+    """Ticks as the columns :meth:`SnapshotClock.feed` takes, symbols as indices into
+    ``symbols`` (a :class:`~monitor.clock.IndexedBatchLike`)."""
 
     ts: npt.NDArray[np.float64]
-    symbol: list[str]
+    idx: npt.NDArray[np.int64]
+    symbols: tuple[str, ...]
     price: npt.NDArray[np.float64]
-    venue: list[str]
+    venue: str | list[str]
 
 
 def apply_in_stream_order(clock: SnapshotClock, messages: Iterable[BusMessage]) -> None:
-    """Apply ticks and marks to ``clock`` in the order given, as if one by one.
+    """Apply tick batches and marks to ``clock`` in the order given, as if tick by tick.
 
     :meth:`SnapshotClock.feed` expects non-decreasing event times; ticks of several venues and
     symbols are not, so the sequence is cut where event time goes back and each run is fed
     alone. Before a tick with time t every snapshot boundary before t is emitted; a tick older
     than the boundary already emitted is ingested as late (the engine's ``max_out_of_order``).
     A mark with a clock emits the boundaries up to it (the feed was quiet). The result does not
-    depend on how the caller cuts the sequence into calls.
+    depend on how the caller cuts the sequence into calls, nor a batch into parts.
     """
-    run: list[BusTick] = []
+    run: list[BusBatch] = []
     for message in messages:
-        if isinstance(message, BusTick):
-            if run and message.ts < run[-1].ts:
-                _feed(clock, run)
-                run = []
-            run.append(message)
+        if isinstance(message, BusBatch):
+            if len(message):
+                run.append(message)
         elif message.clock is not None:
             _feed(clock, run)
             run = []
@@ -75,11 +76,24 @@ def apply_in_stream_order(clock: SnapshotClock, messages: Iterable[BusMessage]) 
     _feed(clock, run)
 
 
-def _feed(clock: SnapshotClock, run: list[BusTick]) -> None:
-    if run:
-        ts = np.fromiter((t.ts for t in run), dtype=np.float64, count=len(run))
-        price = np.fromiter((t.price for t in run), dtype=np.float64, count=len(run))
-        clock.feed(TickColumns(ts, [t.symbol for t in run], price, [t.venue for t in run]))
+def _feed(clock: SnapshotClock, run: list[BusBatch]) -> None:
+    """Feed consecutive batches as columns, cut where event time goes back."""
+    if not run:
+        return
+    columns = [batch.columns() for batch in run]
+    ts = np.concatenate([c[0] for c in columns])
+    price = np.concatenate([c[1] for c in columns])
+    names = tuple(dict.fromkeys(batch.symbol for batch in run))
+    codes = np.array([names.index(batch.symbol) for batch in run], dtype=np.int64)
+    idx = np.repeat(codes, [len(batch) for batch in run])
+    venues = {batch.venue for batch in run}
+    venue: str | list[str] = (
+        venues.pop() if len(venues) == 1 else [b.venue for b in run for _ in range(len(b))]
+    )
+    cuts = [0, *(np.flatnonzero(ts[1:] < ts[:-1]) + 1).tolist(), len(ts)]
+    for start, end in itertools.pairwise(cuts):
+        part = venue if isinstance(venue, str) else venue[start:end]
+        clock.feed(TickColumns(ts[start:end], idx[start:end], names, price[start:end], part))
 
 
 @dataclass(slots=True)
@@ -87,9 +101,10 @@ class EngineDaemon(Daemon):
     """The engine, rules and alerts of a daemon, fed from the tick stream.
 
     Its engine steps run on the event loop, in the subscriber's rounds (``offloaded`` is
-    False): each round is bounded (``[bus] fetch_batch`` per consumer, and the snapshot
-    clock's catch-up), and the checkpoint's stream cursor must be read in the same
-    synchronous step as the engine state.
+    False): each step is bounded (at most ``bus.subscriber.APPLY_TICKS`` ticks, cutting a
+    batch if need be, and the snapshot clock's catch-up), the loop runs between two steps,
+    and the checkpoint's stream cursor (position, and ticks of the next batch) is read in
+    the same synchronous step as the engine state.
 
     Args:
         worker: this worker's name: its durable consumers are named after it, so two

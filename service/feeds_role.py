@@ -2,7 +2,8 @@
 
 A :class:`FeedsDaemon` is a :class:`~service.daemon.Daemon` that keeps the feed connections,
 the router (failover, staleness, resubscription) and the watchdog, and hands every routed tick
-to a :class:`~bus.publisher.TickPublisher` instead of the engine, which also marks the quiet
+(with its frame's receive time) to a :class:`~bus.publisher.TickPublisher` instead of the
+engine, which batches them per subject (``[bus] linger``, ``max_batch``), also marks the quiet
 symbols every ``[bus] mark_interval``, and sends the latest mark IV of each option ticker
 (``[bus] options_subject``). It keeps no estimator
 state, so it writes no checkpoint. At shutdown it stops the feeds first and gives the
@@ -42,12 +43,13 @@ class FeedsDaemon(Daemon):
         self.publisher = TickPublisher(self.config.bus)
 
     def _on_events(self, venue: str, events: list[FeedEvent], mono: float) -> None:
-        # The router only buffers ticks of the frame's venue: hand them over at once.
-        self.router.on_events(venue, events, mono, self.wall())
+        # The router only buffers ticks of the frame's venue: hand them over at once, each
+        # with the frame's wall-clock receive time (workers can tell how old it is).
+        recv = self.wall()
+        self.router.on_events(venue, events, mono, recv)
         if len(self.buffer):
-            ticks, _ = self.buffer.drain()
-            for tick in ticks:
-                self.publisher.offer(venue, tick, mono)
+            ticks, _ = self.buffer.drain_columns()
+            self.publisher.offer_many(venue, ticks.ts, ticks.symbol, ticks.price, mono, recv)
         for event in events:
             if isinstance(event, OptionQuote) and (mark := option_mark(event)) is not None:
                 wire = BusOptionMark(venue, event.instrument, event.ts, mark.iv, mark.basis)

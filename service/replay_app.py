@@ -1,6 +1,12 @@
-"""Composition root: wires sources (feeds), the engine, the rules and sinks (alerts) together.
+"""``riskmon replay``: historical files through the engine, rules and alert outputs.
 
-The only module besides the CLI that imports from both ``feeds`` and ``alerts``.
+Two threads share the work: a reader thread (:class:`~feeds.readahead.ReadAhead`) merges and
+sorts the files and decodes them into batches of symbol indices, prices and times (polars,
+which releases the GIL), while this thread applies the batches before them to the engine (numba
+kernels, which release it too). The reader starts first; the engine's libraries are imported
+(:mod:`service.replay_run`) and numba's cached kernels loaded while it merges. The engine sees
+the same batches in the same order either way, so a replay with the reader thread writes the
+same outputs as one without (``read_ahead=0``).
 """
 
 from __future__ import annotations
@@ -10,25 +16,25 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alerts import notify
-from alerts.jsonl import JsonlAlertWriter
-from alerts.notification import Notification
-from feeds.history import HistorySource
-from monitor.clock import SnapshotClock, TickBatchLike
+from feeds.history import HistorySource, IndexedTickBatch
+from feeds.readahead import ReadAhead
 from monitor.config.schema import Config
-from monitor.engine import Engine
 from monitor.errors import DataError
-from monitor.model import AlertEvent, AlertState
-from monitor.risk.snapshot import RiskSnapshot
-from monitor.rules import RuleEngine
-from monitor.table import AccountTable, SnapshotTable, reported_pairs
-from service.alerting import ReplayDelivery, deliver_replay
+from monitor.model import AlertEvent
 from service.report.facts import run_facts
-from service.report.record import RunRecorder
+
+if TYPE_CHECKING:
+    from service.alerting import ReplayDelivery
+
+BATCH_ROWS = 100_000
+READ_AHEAD_BATCHES = 4
+"""Batches (of ``BATCH_ROWS`` rows) the reader thread holds ready at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,8 @@ def replay(
     progress: bool = False,
     candle_interval_s: float | None = None,
     send_alerts_s: float | None = None,
+    read_ahead: int = READ_AHEAD_BATCHES,
+    batch_rows: int = BATCH_ROWS,
 ) -> ReplaySummary:
     """Replay historical files through the engine; write snapshots.parquet and alerts.jsonl.
 
@@ -85,6 +93,8 @@ def replay(
     ``[filter]`` bad-print filter); its rejections are counted under the venue ``replay``.
     With ``send_alerts_s``, the alert events also go through the configured routes and sinks
     (:func:`~service.alerting.deliver_replay`), waiting at most that many seconds.
+    ``read_ahead`` batches of ``batch_rows`` rows are read ahead in a thread of their own (0:
+    read in this thread).
 
     Outputs are written to a temporary directory and moved into ``out_dir`` only when the
     replay has completed, so a failure leaves nothing partial behind.
@@ -96,74 +106,49 @@ def replay(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".riskmon-replay-", dir=out_dir.parent) as tmp:
         work = Path(tmp)
-        source = HistorySource(data, candle_interval_s=candle_interval_s, workdir=work)
-        engine = Engine(config)
-        rules = RuleEngine(config.rules, [p.name for p in config.portfolios], engine.account_names)
-        table = SnapshotTable(
-            reported_pairs(config.universe.symbols, config.universe.watch_pairs),
-            config.risk.confidence,
+        source = HistorySource(
+            data, batch_rows=batch_rows, candle_interval_s=candle_interval_s, workdir=work
         )
-        accounts = AccountTable(config.risk.confidence)
-        ops = {rule.name: rule.op for rule in config.rules}
-        recorder = RunRecorder(config.risk.confidence, rules, ops)  # for `riskmon report`
-        states: Counter[str] = Counter()
-        first: list[AlertEvent] = []
-        notes: list[Notification] = []
-        rules_by_name = {rule.name: rule for rule in config.rules}
-        (work / "alerts.jsonl").touch()  # the file exists when no rule fires
-        with JsonlAlertWriter(work / "alerts.jsonl") as writer:
+        total = source.total_rows if progress else 0  # counted before the reader starts
+        batches = source.indexed_batches(config.tracked_symbols)
+        with _reader(batches, read_ahead) as ahead:
+            # Imported now, while the reader merges the files (see the module docstring).
+            from service.replay_run import run_engine
 
-            def sink(snap: RiskSnapshot, events: list[AlertEvent]) -> None:
-                table.add(snap)
-                accounts.add(snap)
-                recorder.add(snap, events)
-                if send_alerts_s is not None:
-                    url = config.server.dashboard_url
-                    notes.extend(notify.build(e, rules_by_name, snap, url) for e in events)
-                for event in events:
-                    writer.write(event)
-                    states[event.state.value] += 1
-                    if len(first) < 20 and event.state is AlertState.FIRING:
-                        first.append(event)
-
-            batches = _with_progress(source.batches(), source.total_rows, progress)
-            clock = SnapshotClock(engine, rules, config.replay.snapshot_interval, sink)
-            for batch in batches:
-                clock.feed(batch)
-            clock.finish()
-        table.to_frame().write_parquet(work / "snapshots.parquet")
-        outputs = ["snapshots.parquet", "alerts.jsonl"]
-        if config.accounts:
-            accounts.to_frame().write_parquet(work / "accounts.parquet")
-            outputs.append("accounts.parquet")
-        skipped = Counter(dict(source.skipped))
-        skipped.update({k: v for k, v in engine.rejected_by_reason().items() if v})
-        outputs += recorder.write(
-            work,
-            run_facts(
-                config,
-                data,
-                out_dir,
-                recorder.counts(source.total_rows, engine.ticks, skipped),
-                candle_interval_s=candle_interval_s,
-            ),
-        )
+            feed = _with_progress(iter(ahead), total) if progress else ahead
+            run = run_engine(config, feed, work, notify=send_alerts_s is not None)
         delivery = None
         if send_alerts_s is not None:
+            from service.alerting import deliver_replay
+
+            notes = run.outputs.notes
             delivery = asyncio.run(deliver_replay(config, notes, work, send_alerts_s))
-        _publish(work, out_dir, outputs)
+        skipped = Counter(dict(source.skipped))
+        skipped.update({k: v for k, v in run.engine.rejected_by_reason().items() if v})
+        counts = run.outputs.recorder.counts(source.total_rows, run.engine.ticks, skipped)
+        facts = run_facts(config, data, out_dir, counts, candle_interval_s=candle_interval_s)
+        _publish(work, out_dir, [*run.files, *run.outputs.recorder.write(work, facts)])
     return ReplaySummary(
         rows=source.total_rows,
-        accepted=engine.ticks,
+        accepted=run.engine.ticks,
         skipped={k: v for k, v in skipped.items() if v},
-        snapshots=clock.snapshots,
-        alerts=dict(states),
+        snapshots=run.clock.snapshots,
+        alerts=dict(run.outputs.states),
         elapsed_s=time.perf_counter() - started,
         out_dir=out_dir,
-        first_alerts=first,
+        first_alerts=run.outputs.first,
         sinks_configured=len(config.sinks),
         delivery=delivery,
-        gap_boundaries=clock.skipped,
+        gap_boundaries=run.clock.skipped,
+    )
+
+
+def _reader(
+    batches: Iterator[IndexedTickBatch], depth: int
+) -> AbstractContextManager[Iterable[IndexedTickBatch]]:
+    """The batches read ahead in a thread of their own, or (``depth`` 0) as they are."""
+    return (
+        ReadAhead(batches, depth, name="riskmon-replay-reader") if depth else nullcontext(batches)
     )
 
 
@@ -176,13 +161,8 @@ def _publish(work: Path, out_dir: Path, names: Sequence[str]) -> None:
         shutil.move(str(work / name), str(out_dir / name))
 
 
-def _with_progress(
-    batches: Iterator[TickBatchLike], total: int, enabled: bool
-) -> Iterator[TickBatchLike]:
+def _with_progress(batches: Iterator[IndexedTickBatch], total: int) -> Iterator[IndexedTickBatch]:
     """Show a progress bar of rows replayed on a terminal."""
-    if not enabled:
-        yield from batches
-        return
     from tqdm import tqdm
 
     with tqdm(total=total, unit="tick", unit_scale=True, desc="replay", leave=False) as bar:

@@ -20,6 +20,7 @@ STREAM_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 SUBJECT_PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 
 GIB = 1024**3
+MAX_BATCH = 10_000  # 240 kB of columns: well under NATS's default 1 MB payload limit
 
 
 def _seconds(text: str) -> PositiveDuration:
@@ -47,8 +48,12 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         mark_interval: the feeds role marks every symbol that had no tick for this long; a
             worker holds a tick until each of its symbols has a tick or mark at least as late
             in the stream, so this bounds the delay a quiet symbol adds.
-        publish_buffer: ticks the feeds role holds while NATS is unreachable; when full the
-            oldest are dropped and counted (``riskmon_bus_buffer_dropped_total``).
+        linger: the feeds role publishes each subject's ticks as one message (a batch) this
+            long after the first of them (the delay batching adds, at most).
+        max_batch: a batch is published as soon as it holds this many ticks.
+        publish_buffer: ticks the feeds role holds while NATS is unreachable (at least
+            ``max_batch``); when full the oldest messages are dropped and their ticks counted
+            (``riskmon_bus_buffer_dropped_total``).
         publish_window: publishes awaiting their acknowledgement at once.
         publish_timeout: an acknowledgement not received within this is a failed publish,
             retried with the same message id.
@@ -73,6 +78,8 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     fetch_batch: Annotated[int, Meta(ge=1, le=10_000)] = 1_000
     poll_interval: PositiveDuration = _seconds("50ms")
     mark_interval: PositiveDuration = _seconds("100ms")
+    linger: PositiveDuration = _seconds("5ms")
+    max_batch: Annotated[int, Meta(ge=1, le=MAX_BATCH)] = 1_000
     publish_buffer: Annotated[int, Meta(ge=100)] = 100_000
     publish_window: Annotated[int, Meta(ge=1, le=10_000)] = 500
     publish_timeout: PositiveDuration = _seconds("2s")
@@ -99,6 +106,11 @@ def bus_problems(bus: BusConfig) -> Iterator[tuple[str, str]]:
         yield (
             "fetch_batch",
             f"expected at most max_ack_pending ({bus.max_ack_pending}), got {bus.fetch_batch}",
+        )
+    if bus.publish_buffer < bus.max_batch:
+        yield (
+            "publish_buffer",
+            f"expected at least max_batch ({bus.max_batch}), got {bus.publish_buffer}",
         )
     ticks, options = bus.subject_prefix + ".", bus.options_subject + "."
     if ticks.startswith(options) or options.startswith(ticks):

@@ -68,43 +68,44 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 _REBASE_EXPONENT = 256.0  # rebase lazily-decayed sums once weights reach 2**256
 
 
-def _advance_clock(t: float, clock: FloatArray, hl: FloatArray, g: FloatArray) -> None:
-    """Add the elapsed time since the last event to each horizon's time weight ``G``.
+def _advance(
+    t: float,
+    clock: FloatArray,
+    hl: FloatArray,
+    g: FloatArray,
+    s: FloatArray,
+    off: FloatArray,
+    w: FloatArray,
+) -> None:
+    """Move the event clock to ``t``: time weights, rebasing, and this tick's term weights.
 
-    ``clock[0]`` is the last event time, ``clock[1:]`` the decay anchors per horizon.
+    ``clock[0]`` is the last event time, ``clock[1:]`` the decay anchors per horizon. Per
+    horizon: the elapsed time since the last event is added to the time weight ``G`` at the
+    weight ``2 ** ((t - anchor) / H)``; once that exponent passes the rebase threshold, the
+    stored sums are divided by the weight and the anchor moves to ``t``; ``w[h]`` is the
+    weight of a term finalised at ``t`` (the same for every entry a tick touches). One
+    division and one power per horizon and tick: the exponent serves all three.
     """
     if math.isnan(clock[0]):
         clock[0] = t
         for h in range(hl.shape[0]):
             clock[1 + h] = t
-        return
-    if t > clock[0]:
-        for h in range(hl.shape[0]):
-            g[h] += (t - clock[0]) * 2.0 ** ((t - clock[1 + h]) / hl[h])
-        clock[0] = t
-
-
-def _rebase(
-    t: float, clock: FloatArray, hl: FloatArray, g: FloatArray, s: FloatArray, off: FloatArray
-) -> None:
-    """Divide the stored sums by their weight at ``t`` once it grows too large."""
+    elapsed = t - clock[0]
     for h in range(hl.shape[0]):
         exponent = (t - clock[1 + h]) / hl[h]
+        weight = 2.0**exponent
+        if elapsed > 0.0:
+            g[h] += elapsed * weight
         if exponent > _REBASE_EXPONENT:
             scale = 2.0 ** (-exponent)
             g[h] *= scale
             s[h] *= scale
             off[h] *= scale
             clock[1 + h] = t
-
-
-def _weights(t: float, clock: FloatArray, hl: FloatArray, w: FloatArray) -> None:
-    """Each horizon's weight ``2 ** ((t - anchor) / H)`` of a term finalised at ``t``.
-
-    The same for every entry a tick touches, so it is computed once per tick, not per pair.
-    """
-    for h in range(hl.shape[0]):
-        w[h] = 2.0 ** ((t - clock[1 + h]) / hl[h])
+            weight = 1.0  # 2 ** ((t - t) / H)
+        w[h] = weight
+    if elapsed > 0.0:
+        clock[0] = t
 
 
 def _add_term(
@@ -120,7 +121,7 @@ def _add_term(
 ) -> None:
     """Add one finalised term to entry (i, j) of every horizon, starting a fresh entry's clock.
 
-    ``w`` holds this tick's weights (:func:`_weights`). A fresh entry's elapsed time starts
+    ``w`` holds this tick's weights (:func:`_advance`). A fresh entry's elapsed time starts
     with ``dt``, the time from the start of its first interval to the tick.
     """
     if cnt[i, j] == 0 and not dt > 0.0:
@@ -154,9 +155,7 @@ def _tick_kernel(
     first pending interval (NaN when none) of symbol i's intervals waiting for symbol j (i < j).
     """
     n = logp.shape[0]
-    _advance_clock(t, clock, hl, g)
-    _rebase(t, clock, hl, g, s, off)
-    _weights(t, clock, hl, w)
+    _advance(t, clock, hl, g, s, off, w)
     y_old = logp[k]
     a = last_t[k]
     if math.isnan(y_old):
@@ -173,17 +172,25 @@ def _tick_kernel(
             if last_t[j] >= t:  # j already ticked at t: the interval closes now
                 _add_term(k, j, dx * (logp[j] - y_start), t - a, w, g, s, off, cnt)
             else:
-                if math.isnan(pend[2, k, j]):
-                    pend[2, k, j] = a
+                start = pend[2, k, j]
+                pend[2, k, j] = a if math.isnan(start) else start
                 pend[0, k, j] += dx
                 pend[1, k, j] += dx * y_start
     for i in range(k):
-        if not math.isnan(pend[2, i, k]):
+        start = pend[2, i, k]
+        if cnt[i, k] == 0:  # a fresh entry: the rare, well-predicted branch
+            if not math.isnan(start):
+                _add_term(i, k, pend[0, i, k] * y - pend[1, i, k], t - start, w, g, s, off, cnt)
+        else:
+            # Without a pending interval the sums are 0 and the term is a zero, which leaves
+            # every sum as it is: no branch on the data (it mispredicts about half the time).
             term = pend[0, i, k] * y - pend[1, i, k]
-            _add_term(i, k, term, t - pend[2, i, k], w, g, s, off, cnt)
-            pend[0, i, k] = 0.0
-            pend[1, i, k] = 0.0
-            pend[2, i, k] = math.nan
+            for h in range(w.shape[0]):
+                s[h, i, k] += term * w[h]
+            cnt[i, k] += 0 if math.isnan(start) else 1
+        pend[0, i, k] = 0.0
+        pend[1, i, k] = 0.0
+        pend[2, i, k] = math.nan
         if last_t[i] == t:
             ys[i, k] = y  # i ticked at this same instant: its interval starts with k's new price
     logp[k] = y
@@ -213,9 +220,7 @@ def _batch_kernel(
 
 def _compile() -> tuple[Callable[..., None], Callable[..., None]]:
     """Return (tick, batch) kernels compiled with numba, or the Python ones without numba."""
-    tick, batch = compile_kernels(
-        [_tick_kernel, _batch_kernel], [_advance_clock, _rebase, _weights, _add_term]
-    )
+    tick, batch = compile_kernels([_tick_kernel, _batch_kernel], [_advance, _add_term])
     return tick, batch
 
 

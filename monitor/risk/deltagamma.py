@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from monitor.risk.tails import cornish_fisher_factors, cornish_fisher_monotone
 
@@ -95,6 +94,8 @@ def delta_gamma_tails(
 
     See the module docstring for the guard; valid figures satisfy ``0 <= VaR <= ES``.
     """
+    from scipy import stats  # imported at first use: only option books need it
+
     c = cumulants(delta, gamma, cov)
     z_max = float(stats.norm.ppf(max(confidence)))
     if not cornish_fisher_monotone(c.loss_skew, 0.0, z_max):

@@ -40,8 +40,6 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
-from scipy.stats import qmc
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -73,6 +71,9 @@ def standard_draws(paths: int, dims: int, seed: int = SEED) -> FloatArray:
     """
     if paths < 2 or paths & (paths - 1):
         raise ValueError(f"paths must be a power of two, got {paths}")
+    from scipy import special
+    from scipy.stats import qmc
+
     uniform = qmc.Sobol(dims, scramble=True, seed=seed).random_base2(int(math.log2(paths)))
     out = np.asarray(special.ndtri(uniform), dtype=np.float64)
     out.flags.writeable = False
@@ -121,6 +122,8 @@ def student_t_mixing(draws: FloatArray, dof: float) -> FloatArray:
     seed); at the middle the largest scale is bounded (9.5 for ``P = 8192``, ``nu = 4``), and
     the lowest stratum's weight, ``1/P``, bounds the bias this brings.
     """
+    from scipy import special, stats
+
     paths = draws.shape[0]
     middle = (np.floor(special.ndtr(draws[:, -1]) * paths) + 0.5) / paths
     return np.asarray(np.sqrt((dof - 2.0) / stats.chi2.ppf(middle, dof)), dtype=np.float64)

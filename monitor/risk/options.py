@@ -38,7 +38,6 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from monitor.errors import DataError
 
@@ -334,6 +333,8 @@ def _d1(forward: FloatArray, strike: FloatArray, std: FloatArray) -> FloatArray:
 
 def _norm_cdf(x: FloatArray) -> FloatArray:
     """Standard normal distribution function (scipy's ndtr, accurate in the tails)."""
+    from scipy import special  # imported at first use: only option books need it
+
     return np.asarray(special.ndtr(x), dtype=np.float64)
 
 

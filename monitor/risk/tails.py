@@ -9,6 +9,12 @@ and ``CVaR = sigma * es_k``, where (var_k, es_k) come from :func:`tail_factors`.
   ``q = t_nu^-1(a)``.
 - cornish-fisher: ``z_cf = z + (z^2 - 1) S / 6 + (z^3 - 3z) K / 24 - (2z^3 - 5z) S^2 / 36`` with
   skewness S and excess kurtosis K of the loss; ES integrates ``z_cf`` over the tail in closed form.
+
+The quantiles and densities are scipy's, computed as ``scipy.stats`` computes them but from
+``scipy.special`` (the same functions on the same arguments, so the same floats, which
+``tests/unit/monitor/risk/test_tails.py`` checks): ``scipy.stats`` takes about half a second to
+import, more than the rest of a replay's start-up, and only option books need it
+(:mod:`monitor.risk.montecarlo`). scipy is imported at the first call, not with the module.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy import stats
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +42,8 @@ class TailFactors:
 @lru_cache(maxsize=64)
 def normal_factors(confidence: float) -> TailFactors:
     """Normal VaR and ES multipliers."""
-    z = float(stats.norm.ppf(confidence))
-    return TailFactors(z, float(stats.norm.pdf(z)) / (1.0 - confidence))
+    z = normal_quantile(confidence)
+    return TailFactors(z, normal_density(z) / (1.0 - confidence))
 
 
 @lru_cache(maxsize=64)
@@ -45,10 +51,43 @@ def student_t_factors(confidence: float, dof: float) -> TailFactors:
     """Student-t VaR and ES multipliers, scaled so the loss has unit variance."""
     if not dof > 2.0:
         raise ValueError(f"student-t needs more than 2 degrees of freedom, got {dof}")
-    q = float(stats.t.ppf(confidence, dof))
+    q = student_t_quantile(confidence, dof)
     scale = math.sqrt((dof - 2.0) / dof)
-    es = float(stats.t.pdf(q, dof)) * (dof + q * q) / ((dof - 1.0) * (1.0 - confidence))
+    es = student_t_density(q, dof) * (dof + q * q) / ((dof - 1.0) * (1.0 - confidence))
     return TailFactors(scale * q, scale * es)
+
+
+def normal_quantile(p: float) -> float:
+    """``scipy.stats.norm.ppf(p)``: the standard normal quantile (``scipy.special.ndtri``)."""
+    from scipy import special
+
+    return float(special.ndtri(np.asarray([p], dtype=np.float64))[0])
+
+
+def normal_density(x: float) -> float:
+    """``scipy.stats.norm.pdf(x)``, by scipy's formula."""
+    v = np.asarray([x], dtype=np.float64)
+    return float((np.exp(-(v**2) / 2.0) / np.sqrt(2 * np.pi))[0])
+
+
+def student_t_quantile(p: float, dof: float) -> float:
+    """``scipy.stats.t.ppf(p, dof)`` (``scipy.special.stdtrit``)."""
+    from scipy import special
+
+    return float(special.stdtrit(np.asarray([dof]), np.asarray([p], dtype=np.float64))[0])
+
+
+def student_t_density(x: float, dof: float) -> float:
+    """``scipy.stats.t.pdf(x, dof)`` for a finite ``dof``, by scipy's formula."""
+    from scipy import special
+
+    v, df = np.asarray([x], dtype=np.float64), np.asarray([dof], dtype=np.float64)
+    log_density = (
+        np.log(special.poch(0.5 * df, 0.5))
+        - 0.5 * (np.log(df) + np.log(np.pi))
+        - (df + 1) / 2 * np.log1p(v * v / df)
+    )
+    return float(np.exp(log_density)[0])
 
 
 def cornish_fisher_z(z: float, skew: float, excess_kurtosis: float) -> float:
@@ -83,8 +122,8 @@ def cornish_fisher_factors(confidence: float, skew: float, excess_kurtosis: floa
     (the modified ES of Boudt, Peterson and Croux, 2008):
     ``(1 - a) ES = phi(z)[1 + z S / 6 + (z^2 - 1) K / 24 - (2 z^2 - 1) S^2 / 36]``.
     """
-    z = float(stats.norm.ppf(confidence))
-    density = float(stats.norm.pdf(z))
+    z = normal_quantile(confidence)
+    density = normal_density(z)
     shape = (
         1.0
         + z * skew / 6.0

@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import signal
 import sys
 import textwrap
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import nats
 import pytest
 from nats.js import api
@@ -35,13 +37,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bus.publisher import TickPublisher
 from bus.subscriber import TickSubscriber
-from bus.wire import BusMessage, BusOptionMark, BusTick, decode_message
+from bus.wire import BusBatch, BusMessage, BusOptionMark, decode_message
 from feeds.simulator import ExchangeSimulator
 from monitor.config.bus import BusConfig
 from monitor.config.durations import PositiveDuration
 from monitor.config.loading import load_config
 from monitor.config.schema import Config
 from monitor.model import Tick
+from service.checkpoint import read_checkpoint, write_checkpoint
 from service.engine_role import EngineDaemon, apply_in_stream_order
 from service.http import snapshot_json
 from service.roles import bus_symbols, engine_config, select
@@ -214,14 +217,14 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, within_s: float
         await asyncio.sleep(0.2)
 
 
-async def stream_messages(url: str) -> list[tuple[int, BusMessage]]:
-    """Every message of the stream, in stream order: (stream sequence, tick or mark)."""
+async def stream_messages(url: str, stream: str = STREAM) -> list[tuple[int, BusMessage]]:
+    """Every message of the stream, in stream order: (stream sequence, batch or mark)."""
     client = await nats.connect(url)
     try:
         js = client.jetstream()
-        total = (await js.stream_info(STREAM)).state.messages
+        total = (await js.stream_info(stream)).state.messages
         config = api.ConsumerConfig(ack_policy=api.AckPolicy.NONE)
-        sub = await js.pull_subscribe(f"{PREFIX}.>", stream=STREAM, config=config)
+        sub = await js.pull_subscribe(f"{PREFIX}.>", stream=stream, config=config)
         out: list[tuple[int, BusMessage]] = []
         while len(out) < total:
             for msg in await sub.fetch(1000, timeout=5):
@@ -245,7 +248,7 @@ def reference(config: Config, portfolio: str, messages: list[tuple[int, BusMessa
     daemon = EngineDaemon(engine_config(config, selection), worker=selection.worker)
     apply_in_stream_order(daemon.clock, [message for _, message in messages])
     assert daemon.latest is not None
-    last_tick = max(m.ts for _, m in messages if isinstance(m, BusTick))
+    last_tick = max(float(m.columns()[0].max()) for _, m in messages if isinstance(m, BusBatch))
     assert daemon.latest.ts > last_tick, "no quiet-time snapshot after the last tick"
     return snapshot_json(daemon.latest)
 
@@ -364,18 +367,23 @@ async def test_nats_restart_loses_and_doubles_no_tick(bus: Bus) -> None:
     stream, final = await settle(bus, feeds)
     sources: dict[tuple[str, str, str], list[int]] = {}
     for _, message in stream:
-        venue = message.venue if isinstance(message, BusTick) else "mark"
-        sources.setdefault((message.epoch, venue, message.symbol), []).append(message.seq)
+        venue = message.venue if isinstance(message, BusBatch) else "mark"
+        count = len(message) if isinstance(message, BusBatch) else 1
+        seqs = [message.seq + i for i in range(count)]
+        sources.setdefault((message.epoch, venue, message.symbol), []).extend(seqs)
     for source, seqs in sources.items():
         assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"{source}: lost or doubled"
-    ticks = sum(isinstance(m, BusTick) for _, m in stream)
+    ticks = sum(len(m) for _, m in stream if isinstance(m, BusBatch))
+    assert ticks > 2 * sum(isinstance(m, BusBatch) for _, m in stream)  # batches, not ticks
     assert final["accepted"] == ticks
     assert final["published"] + final["duplicates"] == len(stream)
     assert final["dropped"] == final["unpublished"] == 0
     await check_worker(bus, worker, "a", stream)
     m = await worker.metrics()
     mine = worker_messages(bus.config, "a", stream)
-    assert m["riskmon_bus_consumed_total"] == sum(isinstance(x, BusTick) for _, x in mine)
+    assert m["riskmon_bus_consumed_total"] == sum(
+        len(x) for _, x in mine if isinstance(x, BusBatch)
+    )
     assert m["riskmon_bus_reconnects_total"] >= 1
     assert await worker.stop() == 0
 
@@ -401,9 +409,11 @@ async def _cancel(*tasks: asyncio.Task[None]) -> None:
 async def test_publishes_retried_after_lost_acknowledgements_are_stored_once(
     nats_server: NatsServer,
 ) -> None:
-    """Acknowledgements later than publish_timeout count as lost: the publishes are sent again
+    """Acknowledgements later than publish_timeout count as lost: the batches are sent again
     with the same message ids, and JetStream keeps one copy of each."""
-    bus = BusConfig(url=nats_server.url, stream="DEDUP", publish_timeout=PositiveDuration(0.001))
+    bus = BusConfig(
+        url=nats_server.url, stream="DEDUP", publish_timeout=PositiveDuration(0.001), max_batch=10
+    )
     publisher = TickPublisher(bus)
     task = await _running(publisher.run())
     try:
@@ -417,17 +427,20 @@ async def test_publishes_retried_after_lost_acknowledgements_are_stored_once(
     stats = publisher.stats
     assert stats.errors > 0  # windows timed out...
     assert stats.duplicates > 0  # ...and their stored publishes were answered as duplicates
-    assert stats.published + stats.duplicates == 1500
+    assert stats.published + stats.duplicates == stats.batches == 150
     client = await nats.connect(nats_server.url)
     try:
-        assert (await client.jsm().stream_info("DEDUP")).state.messages == 1500
+        assert (await client.jsm().stream_info("DEDUP")).state.messages == 150
     finally:
         await client.close()
+    stored = await stream_messages(nats_server.url, "DEDUP")
+    ticks = [m.seq + i for _, m in stored if isinstance(m, BusBatch) for i in range(len(m))]
+    assert ticks == list(range(1, 1501))  # every tick once, in order
 
 
-async def test_redelivered_ticks_are_applied_once(nats_server: NatsServer) -> None:
-    """A worker holds BTC's ticks until ETH proves itself complete; meanwhile ack_wait expires
-    and JetStream delivers them again: the copies are skipped, each tick is applied once."""
+async def test_a_redelivered_batch_is_applied_once(nats_server: NatsServer) -> None:
+    """A worker holds BTC's batch until ETH proves itself complete; meanwhile ack_wait expires
+    and JetStream delivers it again: the copies are skipped, each tick is applied once."""
     bus = BusConfig(
         url=nats_server.url,
         stream="REDELIVER",
@@ -441,16 +454,17 @@ async def test_redelivered_ticks_are_applied_once(nats_server: NatsServer) -> No
     try:
         for n in range(50):
             publisher.offer("binance", Tick(1.7e9 + n, "BTCUSDT", 100.0 + n), 0.0)
-        await eventually(lambda: subscriber.stats.duplicates >= 50, "BTC delivered again")
+        await eventually(lambda: subscriber.stats.duplicates >= 2, "BTC delivered again, twice")
         assert applied == []  # ETH said nothing yet: BTC's ticks wait in stream order
         publisher.mark(["BTCUSDT", "ETHUSDT"], 0.0, 1e9, every=True)
         await eventually(lambda: subscriber.stats.consumed == 50, "the ticks applied")
     finally:
         await _cancel(*tasks)
-    ticks = [m for m in applied if isinstance(m, BusTick)]
-    assert [t.seq for t in ticks] == list(range(1, 51))
+    batches = [m for m in applied if isinstance(m, BusBatch)]
+    assert [m.seq + i for m in batches for i in range(len(m))] == list(range(1, 51))
+    assert batches[0].columns()[1].tolist() == [100.0 + n for n in range(50)]
     assert subscriber.stats.consumed == 50
-    assert subscriber.cursor().position == 51  # 50 ticks, then BTC's mark
+    assert subscriber.cursor().position == 2  # one batch, then BTC's mark
 
 
 async def test_option_marks_reach_a_worker_outside_the_stream(nats_server: NatsServer) -> None:
@@ -473,3 +487,92 @@ async def test_option_marks_reach_a_worker_outside_the_stream(nats_server: NatsS
     assert set(got) == {mark}
     assert publisher.stats.option_marks >= len(got)
     assert publisher.stats.published == 0  # nothing went to the stream
+
+
+async def test_a_worker_stopped_inside_a_batch_resumes_at_its_index(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Engine steps of a few dozen ticks cut the feeds role's batches of 200. A checkpoint is
+    written between two steps inside a batch (as the service does, on the event loop), then the
+    worker dies without another; a new one restores it, with other step sizes: it skips the
+    ticks of that batch already applied and ends on the figures of one engine fed the stream
+    in one go (the same floats: the same ticks in the same order)."""
+    text = CONFIG.replace("BINANCE_URL", "ws://127.0.0.1:9").replace("NATS_URL", nats_server.url)
+    path = tmp_path / "riskmon.toml"
+    path.write_text(textwrap.dedent(text))
+    config = load_config(path, environ={})
+    config = msgspec.structs.replace(
+        config, bus=msgspec.structs.replace(config.bus, stream="PARTIAL", max_batch=200)
+    )
+    selection = select(config, ["a"])
+    worker_config, symbols = engine_config(config, selection), bus_symbols(config, selection)
+    publisher = TickPublisher(config.bus, epoch="e")
+    publishing = await _running(publisher.run())
+    rng = random.Random(3)
+    t, prices = 1.7e9, dict.fromkeys(symbols, 100.0)
+    try:
+        for n in range(3000):
+            symbol = rng.choice(symbols)
+            t += rng.expovariate(20.0)
+            prices[symbol] *= math.exp(rng.gauss(0.0, 1e-3))
+            publisher.offer("binance", Tick(t, symbol, prices[symbol]), 0.0)
+            if n in (1234, 2345):
+                publisher.close_batches()  # some batches of other sizes
+        publisher.mark(symbols, 60.0, 1.0, every=True)  # closes the stream: clock t + 60
+        async with asyncio.timeout(TIMEOUT_S):
+            assert await publisher.flush(TIMEOUT_S)
+    finally:
+        await _cancel(publishing)
+    stream = await stream_messages(nats_server.url, "PARTIAL")
+    assert max(len(m) for _, m in stream if isinstance(m, BusBatch)) == 200
+    checkpoint = tmp_path / "checkpoint.npz"
+
+    async def consume(worker: EngineDaemon, steps: int, stop_inside_after: int | None) -> None:
+        stepped = asyncio.Event()
+        done = 0
+
+        def on_batch(messages: list[BusMessage]) -> None:
+            nonlocal done
+            worker._on_batch(messages)
+            done += 1
+            stepped.set()
+
+        subscriber = TickSubscriber(
+            config.bus, "w", symbols, on_batch, worker.bus_cursor(), apply_ticks=steps
+        )
+        worker.subscriber = subscriber
+        task = await _running(subscriber.run())
+        try:
+            async with asyncio.timeout(3 * TIMEOUT_S):
+                while True:  # like the service's checkpoint task: between two steps
+                    await stepped.wait()
+                    stepped.clear()
+                    cursor = subscriber.cursor()
+                    if stop_inside_after is not None and done >= stop_inside_after and cursor.index:
+                        write_checkpoint(checkpoint, worker.capture_state())
+                        return  # and die: no checkpoint at exit
+                    if cursor.position == last:
+                        return
+        finally:
+            await _cancel(task)
+
+    mine = worker_messages(config, "a", stream)
+    worker_ticks = sum(len(m) for _, m in mine if isinstance(m, BusBatch))
+    last = min(max(seq for seq, m in mine if m.symbol == s) for s in symbols)
+    first = EngineDaemon(worker_config, worker="w", bus_symbols=symbols)
+    await consume(first, 37, stop_inside_after=20)
+    saved = read_checkpoint(checkpoint)
+    assert saved.bus is not None
+    assert 0 < saved.bus.index < 200
+    assert 0 < first.engine.ticks < worker_ticks
+    second = EngineDaemon(worker_config, worker="w", bus_symbols=symbols)
+    second.restore_state(saved)
+    await consume(second, 53, stop_inside_after=None)
+    assert second.subscriber is not None
+    assert second.subscriber.stats.duplicates == 0  # the consumers restarted after the cursor
+    assert second.engine.ticks == worker_ticks
+    want = reference(config, "a", mine)
+    assert second.latest is not None
+    got = snapshot_json(second.latest)
+    assert got["ticks"] == want["ticks"]
+    assert_same_figures(got, want, "restored worker")

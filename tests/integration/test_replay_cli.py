@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from monitor.config.loading import load_config
 from service.cli import main
+from service.replay_app import replay
 from tests.simulate import simulate_regimes
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
@@ -254,3 +258,65 @@ def test_run_with_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     bad.write_text('[universe]\nsymbols = ["BTCUSDT"]\n[[feeds]]\nvenue = "ftx"\nsymbols = ["X"]\n')
     assert main(["run", "--config", str(bad)]) == 2
     assert "[[feeds]][0] venue" in capsys.readouterr().err
+
+
+def test_replay_with_a_reader_thread_writes_what_one_thread_does(
+    tick_files: list[Path], config_file: Path, tmp_path: Path
+) -> None:
+    """Reading ahead in a thread changes nothing: the same snapshots.parquet and alerts.jsonl
+    bytes and the same counts, on files with bad rows, an unknown symbol, a bad print and a
+    late tick, cut into many small batches."""
+    extra = pl.DataFrame(
+        {
+            "ts": [1_700_000_100.0, None, 1_700_003_000.0, 1_700_003_001.0, 1_700_000_050.0],
+            "symbol": ["ZZZUSDT", "AAAUSDT", "BBBUSDT", "BBBUSDT", "AAAUSDT"],
+            "price": [1.0, 1.0, 1e6, 0.0, 100.0],
+        }
+    )
+    files = [*tick_files, tmp_path / "extra.parquet"]
+    extra.write_parquet(files[-1])
+    config = load_config(config_file, environ={})
+    summaries, outputs = [], []
+    for read_ahead in (0, 2):
+        out = tmp_path / f"out-{read_ahead}"
+        summary = replay(config, files, out, read_ahead=read_ahead, batch_rows=997)
+        summaries.append((summary.rows, summary.accepted, summary.skipped, summary.alerts))
+        outputs.append(
+            [(out / name).read_bytes() for name in ("snapshots.parquet", "alerts.jsonl")]
+        )
+    assert summaries[0] == summaries[1]
+    assert outputs[0] == outputs[1]
+    rows, accepted, skipped, alerts = summaries[0]
+    assert rows > accepted > 10 * 997  # many batches
+    assert {"unknown_symbol", "null_ts", "non_positive"} <= set(skipped)
+    assert alerts  # the stressed hour fires the rule
+
+
+def test_a_file_unreadable_past_its_first_rows_fails_the_threaded_replay_cleanly(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reader thread's error reaches the command: exit 2 naming the file, nothing
+    written, no temporary directory left."""
+    data = tmp_path / "ticks.csv"
+    rows = [f"{1_700_000_000 + i},AAAUSDT,{100 + i % 7}" for i in range(5000)]
+    data.write_text("ts,symbol,price\n" + "\n".join(rows) + "\n1700009999,AAAUSDT,1,extra\n")
+    out = tmp_path / "out"
+    assert main(["replay", str(data), "--config", str(config_file), "--out", str(out)]) == 2
+    assert str(data) in capsys.readouterr().err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".riskmon-replay-*"))
+
+
+def test_the_replay_front_end_starts_its_reader_before_numba_or_scipy_load() -> None:
+    """The command line, the config and the replay's front end import neither numba nor scipy
+    (together most of a replay's start-up): those load beside the reader thread, and
+    scipy.stats (half a second) not at all for a book without options."""
+    code = (
+        "import sys; import service.cli, service.replay_app, feeds.history, monitor.config.loading;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'scipy'}))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"
+    code = "import sys; import service.replay_run; print('scipy.stats' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"

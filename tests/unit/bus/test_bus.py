@@ -1,13 +1,13 @@
-"""The bus, without a server: wire format, stream-order merge, batching invariance, roles, config.
+"""The bus, without a server: wire format, batches, stream-order merge, steps and resumes,
+batching invariance, roles, config.
 
 The parts that touch nats-server are in tests/integration/test_bus.py.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from bus.jetstream import BusProtocolError, sequences
 from bus.merge import StreamMerger
 from bus.publisher import TickPublisher
-from bus.subscriber import name_token
+from bus.subscriber import TickSubscriber, name_token
 from bus.wire import (
+    BusBatch,
     BusCursor,
     BusMark,
     BusMessage,
@@ -109,13 +110,55 @@ def roles_config(make_config: Callable[..., Config]) -> Config:
 # --- wire format ---------------------------------------------------------------------------
 
 
-def test_ticks_and_marks_round_trip_exactly() -> None:
-    tick = BusTick("binance", "BTCUSDT", 1.7e9 + 0.123456789, 0.1 + 0.2, 42, "e1")
+def test_batches_and_marks_round_trip_exactly() -> None:
+    batch = BusBatch.of(
+        "binance", "BTCUSDT", "e1", 42, [1.7e9 + 0.123456789, 1.7e9 + 1 / 3], [0.1 + 0.2, 5e-324],
+        [1.7e9 + 0.2, math.nan],
+    )  # fmt: skip
     mark = BusMark("BTCUSDT", 7, "e1", 1.7e9 + 1 / 3)
-    assert decode_message(encode_message(tick)) == tick
+    assert decode_message(encode_message(batch)) == batch
     assert decode_message(encode_message(mark)) == mark
-    assert encode_message(tick).startswith(b'["t","binance","BTCUSDT",')
+    ts, price, recv = decode_message(encode_message(batch)).columns()  # type: ignore[union-attr]
+    assert ts.tolist() == [1.7e9 + 0.123456789, 1.7e9 + 1 / 3]
+    assert price.tolist() == [0.1 + 0.2, 5e-324]
+    assert recv[0] == 1.7e9 + 0.2
+    assert math.isnan(recv[1])
+    assert (len(batch), batch.after(1).seq, len(batch.after(1)), len(batch.head(1))) == (
+        2,
+        43,
+        1,
+        1,
+    )
     assert decode_message(encode_message(BusMark("X", 1, "e"))) == BusMark("X", 1, "e", None)
+
+
+def test_a_tick_of_the_previous_format_reads_as_a_batch_of_one() -> None:
+    """JSON ticks written before batches (a stream kept across an upgrade) still decode."""
+    old = msgspec.json.encode(BusTick("binance", "BTCUSDT", 1.7e9 + 0.5, 100.25, 9, "e0"))
+    assert old.startswith(b'["t","binance","BTCUSDT",')
+    batch = decode_message(old)
+    assert isinstance(batch, BusBatch)
+    assert (batch.venue, batch.symbol, batch.epoch, batch.seq, len(batch)) == (
+        "binance", "BTCUSDT", "e0", 9, 1,
+    )  # fmt: skip
+    assert batch.columns()[0].tolist() == [1.7e9 + 0.5]
+    assert batch.columns()[1].tolist() == [100.25]
+    assert decode_message(msgspec.json.encode(BusMark("X", 2, "e0"))) == BusMark("X", 2, "e0")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        msgspec.msgpack.encode(["b", "v", "S", "e", 1, b"12345678", b"1234", b"12345678"]),
+        msgspec.msgpack.encode(["b", "v", "S", "e", 1, b"123", b"123", b"123"]),
+        msgspec.msgpack.encode(["x", 1]),
+        b"not a bus payload",
+    ],
+    ids=["columns-of-two-lengths", "not-float64", "unknown-tag", "garbage"],
+)
+def test_malformed_payloads_are_decode_errors(payload: bytes) -> None:
+    with pytest.raises(msgspec.DecodeError):
+        decode_message(payload)
 
 
 def test_option_marks_round_trip_on_their_own_subjects() -> None:
@@ -138,10 +181,12 @@ def test_subjects_are_one_token_per_venue_and_symbol() -> None:
 
 
 def test_message_ids_are_stable_per_message_and_distinct_across_runs() -> None:
-    tick = BusTick("binance", "BTCUSDT", 1.0, 2.0, 5, "run1")
-    assert message_id(tick) == message_id(BusTick("binance", "BTCUSDT", 9.0, 9.0, 5, "run1"))
-    assert message_id(tick) != message_id(BusTick("binance", "BTCUSDT", 1.0, 2.0, 5, "run2"))
-    assert message_id(tick) != message_id(BusMark("BTCUSDT", 5, "run1"))
+    batch = BusBatch.of("binance", "BTCUSDT", "run1", 5, [1.0], [2.0], [3.0])
+    again = BusBatch.of("binance", "BTCUSDT", "run1", 5, [9.0, 9.5], [9.0, 9.0], [9.0, 9.0])
+    assert message_id(batch) == message_id(again) == "run1:binance:BTCUSDT:5"
+    other_run = BusBatch.of("binance", "BTCUSDT", "run2", 5, [1.0], [2.0], [3.0])
+    assert message_id(batch) != message_id(other_run)
+    assert message_id(batch) != message_id(BusMark("BTCUSDT", 5, "run1"))
 
 
 def test_sequences_read_both_acknowledgement_subject_forms() -> None:
@@ -162,27 +207,79 @@ def test_consumer_name_tokens_stay_distinct() -> None:
 # --- publisher (no server: what offer and mark buffer) --------------------------------------
 
 
-def test_offer_numbers_each_venue_and_symbol_and_drops_the_oldest_when_full() -> None:
-    publisher = TickPublisher(BusConfig(publish_buffer=100), epoch="e")
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _queued(publisher: TickPublisher) -> list[BusMessage]:
+    return [decode_message(item.payload) for item in publisher._queue]
+
+
+def test_ticks_wait_one_linger_then_every_subject_goes_as_one_message() -> None:
+    clock = FakeClock()
+    publisher = TickPublisher(BusConfig(), epoch="e", clock=clock)  # linger 5 ms
+    for n in range(30):
+        publisher.offer("binance", Tick(1.0 + n, ("AAA", "BBB", "CCC")[n % 3], 10.0 + n), 0.0)
+        clock.now += 0.0001
+    assert _queued(publisher) == []
+    assert publisher.buffered == 30
+    assert not publisher.close_due()  # 3 ms after the first tick
+    clock.now = 100.005
+    assert publisher.close_due()
+    batches = _queued(publisher)
+    assert [(b.symbol, b.seq, len(b)) for b in batches if isinstance(b, BusBatch)] == [
+        ("AAA", 1, 10), ("BBB", 1, 10), ("CCC", 1, 10),
+    ]  # fmt: skip
+    first = batches[0]
+    assert isinstance(first, BusBatch)
+    assert first.columns()[0].tolist() == [1.0 + n for n in range(0, 30, 3)]
+    assert first.columns()[1].tolist() == [10.0 + n for n in range(0, 30, 3)]
+    publisher.offer("binance", Tick(99.0, "AAA", 1.0), 0.0, recv=1.7e9)
+    publisher.close_batches()
+    last = _queued(publisher)[-1]
+    assert isinstance(last, BusBatch)
+    assert (last.seq, last.columns()[2].tolist()) == (11, [1.7e9])  # sequences continue
+    assert publisher.stats.batches == 4
+
+
+def test_a_full_batch_goes_at_once_and_the_next_tick_opens_another() -> None:
+    publisher = TickPublisher(BusConfig(max_batch=4), epoch="e", clock=FakeClock())
+    for n in range(9):
+        publisher.offer("okx", Tick(1.0 + n, "AAA", 1.0), 0.0)
+    queued = [(b.seq, len(b)) for b in _queued(publisher) if isinstance(b, BusBatch)]
+    assert queued == [(1, 4), (5, 4)]
+    assert publisher.buffered == 9  # one still open
+
+
+def test_a_full_buffer_drops_the_oldest_messages_and_counts_their_ticks() -> None:
+    publisher = TickPublisher(BusConfig(publish_buffer=100, max_batch=10), epoch="e")
     for n in range(150):
         publisher.offer("binance", Tick(1.0 + n, "AAA", 1.0), 0.0)
     publisher.offer("coinbase", Tick(200.0, "AAA", 1.0), 0.0)
+    publisher.close_batches()
     assert publisher.stats.accepted == 151
-    assert publisher.stats.dropped == 51
-    assert publisher.buffered == 100
-    queued = [decode_message(item.payload) for item in publisher._queue]
-    assert [m.seq for m in queued[:2]] == [52, 53]  # the oldest went first
-    assert queued[-1] == BusTick("coinbase", "AAA", 200.0, 1.0, 1, "e")
+    assert publisher.stats.dropped == 60  # six batches of ten: 91 ticks left
+    assert publisher.buffered == 91
+    queued = _queued(publisher)
+    assert [m.seq for m in queued[:2]] == [61, 71]  # the oldest went first
+    assert queued[-1] == BusBatch.of("coinbase", "AAA", "e", 1, [200.0], [1.0], [math.nan])
+    seqs = [m.seq + i for m in queued if isinstance(m, BusBatch) for i in range(len(m))]
+    assert seqs == [*range(61, 151), 1]  # every tick kept is there once, in order
 
 
-def test_marks_go_to_quiet_symbols_and_carry_the_clock_once_all_are_quiet() -> None:
-    publisher = TickPublisher(BusConfig(), epoch="e")
+def test_marks_close_open_batches_then_go_to_quiet_symbols_with_the_clock_once_all_are() -> None:
+    publisher = TickPublisher(BusConfig(), epoch="e", clock=FakeClock())
     publisher.offer("binance", Tick(1000.0, "AAA", 1.0), mono=50.0)
     publisher.mark(["AAA", "BBB"], mono=50.1, idle_after_s=5.0)
     publisher.mark(["AAA", "BBB"], mono=50.2, idle_after_s=5.0)
     publisher.mark(["AAA", "BBB"], mono=56.0, idle_after_s=5.0)
-    marks = [decode_message(item.payload) for item in list(publisher._queue)[1:]]
-    assert marks == [
+    messages = _queued(publisher)
+    assert messages[0] == BusBatch.of("binance", "AAA", "e", 1, [1000.0], [1.0], [math.nan])
+    assert messages[1:] == [
         BusMark("BBB", 1, "e"),  # AAA ticked since the start
         BusMark("AAA", 1, "e"),
         BusMark("BBB", 2, "e"),
@@ -260,14 +357,27 @@ def test_merger_output_is_stream_order_whatever_the_arrival_order(data: st.DataO
 
 
 def _stream(seed: int = 3) -> list[BusMessage]:
+    """Batches of one to eight consecutive ticks of a symbol, late ticks, clocked marks."""
     sim = simulate_regimes([2.0, 1.0, 0.5, 0.2], 0.8, [(3600.0, 0.3), (3600.0, 0.8)], seed)
     rng = np.random.default_rng(seed)
     jitter = np.where(rng.random(len(sim.ts)) < 0.05, -rng.uniform(0, 8, len(sim.ts)), 0.0)
+    ts, price = sim.ts + jitter, np.exp(sim.logp)
     messages: list[BusMessage] = []
-    for n, (k, ts, logp) in enumerate(zip(sim.idx, sim.ts + jitter, sim.logp, strict=True)):
-        messages.append(BusTick("v", NAMES[k], float(ts), math.exp(logp), n + 1, "e"))
-        if n % 997 == 0:  # a quiet moment: a clocked mark
-            messages.append(BusMark(NAMES[k], n, "e", float(ts) + 90.0))
+    seqs = dict.fromkeys(NAMES, 1)
+    start = 0
+    while start < len(ts):
+        k = sim.idx[start]
+        end = start + 1
+        while end < len(ts) and sim.idx[end] == k and end - start < rng.integers(1, 9):
+            end += 1
+        name = NAMES[k]
+        messages.append(
+            BusBatch.of("v", name, "e", seqs[name], ts[start:end], price[start:end], ts[start:end])
+        )
+        seqs[name] += end - start
+        if rng.random() < 0.002:  # a quiet moment: a clocked mark
+            messages.append(BusMark(name, len(messages), "e", float(ts[end - 1]) + 90.0))
+        start = end
     return messages
 
 
@@ -275,36 +385,130 @@ def _worker(config: Config) -> EngineDaemon:
     return EngineDaemon(config, worker="w")
 
 
+def _same_state(a: EngineDaemon, b: EngineDaemon) -> None:
+    x, y = a.engine.export_state(), b.engine.export_state()
+    assert x.ticks == y.ticks
+    assert dict(x.rejected) == dict(y.rejected)
+    for name in x.covariance:
+        np.testing.assert_array_equal(x.covariance[name], y.covariance[name])
+    assert a.latest is not None
+    assert b.latest is not None
+    assert a.latest.ts == b.latest.ts
+    assert a.latest.market == b.latest.market
+    assert a.latest.portfolios[0].tails == b.latest.portfolios[0].tails
+
+
 def test_apply_in_stream_order_does_not_depend_on_batching_or_a_restore(
     roles_config: Config, tmp_path: Path
 ) -> None:
-    """Cut anywhere, checkpointed and restored in the middle: the same floats as in one go."""
+    """Cut anywhere, inside batches too, checkpointed and restored in the middle: the same
+    floats as in one go."""
     config = engine_config(roles_config, select(roles_config))
     messages = _stream()
     whole = _worker(config)
     apply_in_stream_order(whole.clock, messages)
     assert whole.engine.rejected_by_reason()["out_of_order"] > 0  # the stream has late ticks
     rng = np.random.default_rng(1)
-    cuts = sorted({0, len(messages), *rng.integers(0, len(messages), 40).tolist()})
+    parts: list[list[BusMessage]] = [[]]
+    for message in messages:  # cut between messages and inside batches
+        if isinstance(message, BusBatch) and len(message) > 1 and rng.random() < 0.1:
+            cut = int(rng.integers(1, len(message)))
+            parts[-1].append(message.head(cut))
+            parts.append([message.after(cut)])
+        else:
+            parts[-1].append(message)
+            if rng.random() < 0.01:
+                parts.append([])
+    assert len(parts) > 20
     first = _worker(config)
-    middle = cuts[len(cuts) // 2]
-    for start, end in itertools.pairwise(cuts):
-        if start == middle:
+    for n, part in enumerate(parts):
+        if n == len(parts) // 2:
             path = tmp_path / "checkpoint.npz"
             write_checkpoint(path, first.capture_state())
             first = _worker(config)
             first.restore_state(read_checkpoint(path))
-        apply_in_stream_order(first.clock, messages[start:end])
-    a, b = whole.engine.export_state(), first.engine.export_state()
-    assert a.ticks == b.ticks
-    assert dict(a.rejected) == dict(b.rejected)
-    for name in a.covariance:
-        np.testing.assert_array_equal(a.covariance[name], b.covariance[name])
-    assert whole.latest is not None
-    assert first.latest is not None
-    assert whole.latest.ts == first.latest.ts
-    assert whole.latest.market == first.latest.market
-    assert whole.latest.portfolios[0].tails == first.latest.portfolios[0].tails
+        apply_in_stream_order(first.clock, part)
+    _same_state(whole, first)
+
+
+def test_a_batch_applies_as_its_ticks_one_by_one(roles_config: Config) -> None:
+    """Batching changes nothing but the message count: each batch split into batches of one
+    tick, in the same order, leaves the same state to the bit."""
+    config = engine_config(roles_config, select(roles_config))
+    messages = _stream(seed=4)
+    batched, single = _worker(config), _worker(config)
+    apply_in_stream_order(batched.clock, messages)
+    ones: list[BusMessage] = []
+    for message in messages:
+        if isinstance(message, BusBatch):
+            ones += [message.after(i).head(1) for i in range(len(message))]
+        else:
+            ones.append(message)
+    apply_in_stream_order(single.clock, ones)
+    _same_state(batched, single)
+
+
+def _ticks_into(out: list[tuple[str, int]]) -> Callable[[list[BusMessage]], None]:
+    """A step sink collecting (symbol, feeds sequence) of every tick."""
+
+    def collect(step: list[BusMessage]) -> None:
+        out.extend(
+            (m.symbol, m.seq + i) for m in step if isinstance(m, BusBatch) for i in range(len(m))
+        )
+
+    return collect
+
+
+def _released(messages: Sequence[BusMessage], lanes: dict[str, str]) -> list[tuple[int, str, Any]]:
+    """Messages as a merger releases them: (stream sequence, lane, decoded message)."""
+    return [(seq, lanes[m.symbol], m) for seq, m in enumerate(messages, 1)]
+
+
+async def test_steps_are_bounded_and_a_worker_resumes_inside_a_batch() -> None:
+    """A worker applies at most apply_ticks ticks per step, cutting batches; a restart from
+    the cursor of any step boundary (position, ticks of the next message) applies exactly the
+    ticks after it: none twice, none lost, in stream order."""
+    bus = BusConfig(stream="S")
+    messages = [m for m in _stream(seed=5)[:400] if isinstance(m, BusBatch)]
+    lanes = {name: f"riskmon.ticks.*.{name}" for name in NAMES}
+    released = _released(messages, lanes)
+    want = [(m.symbol, m.seq + i) for m in messages for i in range(len(m))]
+    steps: list[list[tuple[str, int]]] = []
+    cursors: list[BusCursor] = []
+
+    def record(step: list[BusMessage]) -> None:
+        cursors.append(subscriber.cursor())  # where the previous step left it
+        ticks = [
+            (m.symbol, m.seq + i) for m in step if isinstance(m, BusBatch) for i in range(len(m))
+        ]
+        steps.append(ticks)
+
+    subscriber = TickSubscriber(bus, "w", NAMES, record, apply_ticks=7)
+    await subscriber._apply(released, len(released))
+    assert [t for step in steps for t in step] == want
+    assert all(len(step) <= 7 for step in steps)
+    assert sum(len(step) == 7 for step in steps) > len(steps) // 2
+    assert subscriber.cursor().position == len(released)
+    assert subscriber.cursor().index == 0
+    assert sum(c.index > 0 for c in cursors) > 10  # many steps ended inside a batch
+    inside = [n for n, c in enumerate(cursors) if c.index]
+    for n in (1, *inside[:: len(inside) // 4], len(cursors) - 1):
+        cursor = cursors[n]
+        done = [t for step in steps[:n] for t in step]
+        again: list[tuple[str, int]] = []
+        collect = _ticks_into(again)
+        restarted = TickSubscriber(bus, "w", NAMES, collect, cursor_at_start=cursor, apply_ticks=5)
+        redelivered = released[cursor.position :]  # the consumers restart at position + 1
+        await restarted._apply(redelivered, len(released))
+        assert done + again == want, n
+        assert restarted.cursor().position == len(released)
+
+
+def test_a_cursor_of_the_previous_format_has_no_partial_batch() -> None:
+    """Checkpoints written before batches carry no index: nothing of the next message was
+    applied."""
+    old = msgspec.json.encode({"stream": "S", "position": 7, "subjects": {"a": 7}})
+    assert msgspec.json.decode(old, type=BusCursor) == BusCursor("S", 7, {"a": 7}, 0)
 
 
 def test_a_worker_refuses_a_checkpoint_without_its_stream_cursor(
@@ -312,7 +516,7 @@ def test_a_worker_refuses_a_checkpoint_without_its_stream_cursor(
 ) -> None:
     config = engine_config(roles_config, select(roles_config))
     worker = _worker(config)
-    apply_in_stream_order(worker.clock, _stream()[:500])
+    apply_in_stream_order(worker.clock, _stream()[:200])
     state = worker.capture_state()
     assert state.bus == BusCursor("RISKMON_TICKS", 0)
     path = tmp_path / "checkpoint.npz"
@@ -425,6 +629,12 @@ def test_bus_defaults_and_environment_override(
             "[bus] fetch_batch: expected at most max_ack_pending (100), got 500",
         ),
         ("ack_wait = 30", '[bus] ack_wait: expected a duration like "30s"'),
+        (
+            "max_batch = 5000\npublish_buffer = 1000",
+            "[bus] publish_buffer: expected at least max_batch (5000), got 1000",
+        ),
+        ("max_batch = 20000", "[bus] max_batch: expected an integer <= 10000, got 20000"),
+        ('linger = "0s"', "[bus] linger: expected a positive duration"),
         ("nope = 1", "[bus] nope: unknown key; expected one of url, stream"),
         (
             'options_subject = "riskmon.ticks.options"',

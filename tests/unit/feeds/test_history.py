@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feeds.history import HistorySource, TickBatch
+from feeds.history import HistorySource, IndexedTickBatch, TickBatch
 from feeds.history_files import KLINE_COLUMNS
 from monitor.errors import DataError
 from tests.conftest import SHARED_DATA
@@ -292,6 +292,50 @@ def test_merge_is_a_stable_sort_over_files(offsets: list[list[int]], batch_rows:
         out = replay(HistorySource(paths, batch_rows=batch_rows))
     expected = sorted(rows, key=lambda row: row[0])
     assert out.select("ts", "symbol").rows() == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=9),
+            st.sampled_from(["AAA", "BBB", "CCC", "", None]),
+            st.floats(allow_nan=True, allow_infinity=True, width=32),
+        ),
+        max_size=40,
+    ),
+    st.integers(min_value=1, max_value=7),
+    st.permutations(["AAA", "BBB", "DDD"]),
+)
+def test_indexed_batches_are_the_batches_with_each_symbol_resolved(
+    rows: list[tuple[int, str | None, float]], batch_rows: int, symbols: list[str]
+) -> None:
+    """The same rows, order, batches and skip counts as batches(); each symbol its index in
+    the list given, -1 for a symbol not in it."""
+    names = tuple(symbols[:2])  # one of the file's symbols (and a missing one) left out
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = ticks([T0 + r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        path = write(frame.cast({"ts": pl.Int64}), Path(tmp) / "t.parquet")
+        plain, indexed = (
+            HistorySource([path], batch_rows=batch_rows),
+            HistorySource([path], batch_rows=batch_rows),
+        )
+        want, got = list(plain.batches()), list(indexed.indexed_batches(names))
+    assert [len(b) for b in got] == [len(b) for b in want]
+    for w, g in zip(want, got, strict=True):
+        assert isinstance(g, IndexedTickBatch)
+        assert g.idx.dtype == np.int64
+        assert g.symbols == names
+        np.testing.assert_array_equal(g.ts, w.ts)
+        np.testing.assert_array_equal(g.price, w.price)
+        assert g.idx.tolist() == [names.index(s) if s in names else -1 for s in w.symbol]
+    assert (indexed.total_rows, dict(indexed.skipped)) == (plain.total_rows, dict(plain.skipped))
+
+
+def test_indexed_batches_refuse_a_symbol_list_with_repeats(tmp_path: Path) -> None:
+    path = write(ticks([T0], ["A"], [1.0]), tmp_path / "t.parquet")
+    with pytest.raises(ValueError, match="symbols must be distinct"):
+        list(HistorySource([path]).indexed_batches(["A", "B", "A"]))
 
 
 # --- skipped rows --------------------------------------------------------------------------

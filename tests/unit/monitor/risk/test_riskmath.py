@@ -22,8 +22,12 @@ from monitor.estimation.correlation import (
 from monitor.risk.tails import (
     cornish_fisher_factors,
     cornish_fisher_z,
+    normal_density,
     normal_factors,
+    normal_quantile,
+    student_t_density,
     student_t_factors,
+    student_t_quantile,
 )
 from tests.simulate import equicorrelation
 
@@ -81,6 +85,21 @@ def test_student_t_var_and_es_against_scipy(confidence: float, dof: float) -> No
     assert f.var == pytest.approx(dist.ppf(confidence), rel=1e-10)
     tail = dist.expect(lambda x: x, lb=f.var) / (1 - confidence)
     assert f.es == pytest.approx(tail, rel=1e-7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(1e-6, 1 - 1e-6),
+    st.floats(-40.0, 40.0),
+    st.floats(2.0001, 1e4),
+)
+def test_quantiles_and_densities_are_scipy_stats_to_the_bit(p: float, x: float, dof: float) -> None:
+    """Computed from scipy.special (scipy.stats costs half a second to import) as scipy.stats
+    computes them: the very same floats, so no figure moves."""
+    assert normal_quantile(p) == float(stats.norm.ppf(p))
+    assert normal_density(x) == float(stats.norm.pdf(x))
+    assert student_t_quantile(p, dof) == float(stats.t.ppf(p, dof))
+    assert student_t_density(x, dof) == float(stats.t.pdf(x, dof))
 
 
 def test_published_reference_values() -> None:
