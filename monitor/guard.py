@@ -35,12 +35,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from monitor.config.schema import FilterConfig
+from monitor.estimation.jit import compile_kernels
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -172,13 +173,7 @@ _COMPILED_SCAN: Callable[..., int] | None = None
 def _compiled_scan() -> Callable[..., int]:
     global _COMPILED_SCAN
     if _COMPILED_SCAN is None:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba is a declared dependency
-            _COMPILED_SCAN = _scan
-        else:
-            jit = cast(Callable[..., Any], numba.njit(cache=True, nogil=True))
-            _COMPILED_SCAN = cast(Callable[..., int], jit(_scan))
+        _COMPILED_SCAN = cast(Callable[..., int], compile_kernels([_scan], [])[0])
     return _COMPILED_SCAN
 
 
