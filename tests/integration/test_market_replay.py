@@ -21,8 +21,8 @@ from tests.conftest import REPO, require_market_file
 from tests.htmlcheck import inspect_html
 
 
-def _replay(config: Path, out: Path) -> tuple[Path, str]:
-    market = require_market_file()
+def _replay(config: Path, out: Path, market: Path | None = None) -> tuple[Path, str]:
+    market = market or require_market_file()
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = main(["replay", str(market), "--config", str(config), "--out", str(out)])
@@ -40,20 +40,32 @@ def replay_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_the_bad_print_filter_changes_no_alert_of_the_crash(
     replay_out: tuple[Path, str], tmp_path: Path
 ) -> None:
-    """The same replay with ``[filter] k = 0``: the same alert events and snapshot count.
-
-    The filter sees the 3 Feb crash (ETH -33%, XRP -40% intraday) as the real move it is.
-    """
+    """Three weeks around the 3 Feb crash (ETH -33%, XRP -40% intraday), replayed with the
+    filter on and with ``[filter] k = 0``: the same alert events and snapshot count. The
+    filter sees the crash as the real move it is, and holds no candle of the half year."""
+    _, on_summary = replay_out
+    assert "outlier" not in on_summary  # the whole half year, filter on
+    window = tmp_path / "crash-weeks.parquet"
+    pl.read_parquet(require_market_file()).filter(
+        pl.col("ts").is_between(
+            pl.datetime(2025, 1, 20, time_zone="UTC"),
+            pl.datetime(2025, 2, 10, time_zone="UTC"),
+            closed="left",
+        )
+    ).write_parquet(window)
+    shipped = REPO / "config" / "example-replay.toml"
     config = tmp_path / "filter-off.toml"
-    text = (REPO / "config" / "example-replay.toml").read_text()
-    config.write_text(text + "\n[filter]\nk = 0\n")
-    off, off_summary = _replay(config, tmp_path / "out")
-    on, on_summary = replay_out
-    assert (on / "alerts.jsonl").read_text() == (off / "alerts.jsonl").read_text()
-    assert (on / "alerts.jsonl").read_text().count("firing") > 0
-    snapshots = [line for line in on_summary.splitlines() if line.startswith("snapshots")]
-    assert snapshots == [line for line in off_summary.splitlines() if line.startswith("snapshots")]
-    assert "outlier" not in on_summary
+    config.write_text(shipped.read_text() + "\n[filter]\nk = 0\n")
+    on, on_window = _replay(shipped, tmp_path / "on", window)
+    off, off_window = _replay(config, tmp_path / "off", window)
+    alerts = (on / "alerts.jsonl").read_text()
+    assert alerts == (off / "alerts.jsonl").read_text()
+    assert "market-correlation-spike" in alerts
+    assert "firing" in alerts
+    snapshots = [line for line in on_window.splitlines() if line.startswith("snapshots")]
+    assert snapshots
+    assert snapshots == [line for line in off_window.splitlines() if line.startswith("snapshots")]
+    assert "outlier" not in on_window
 
 
 def test_summary_reports_every_row_and_the_throughput(replay_out: tuple[Path, str]) -> None:
