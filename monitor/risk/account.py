@@ -49,12 +49,11 @@ from monitor.config.schema import RiskConfig
 from monitor.risk.account_hedge import AccountHedge
 from monitor.risk.book import Book, Greeks, OptionMark, Valuation
 from monitor.risk.deltagamma import delta_gamma_tails
+from monitor.risk.liquidation import first_crossing, liquidation_distance_sigma
 from monitor.risk.margin import (
     DERIBIT_BTC,
     Bracket,
     brackets_from_table,
-    first_crossing,
-    liquidation_distance_sigma,
     portfolio_maintenance,
     roll_shock,
     standard_scenarios,

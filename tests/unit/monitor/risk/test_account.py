@@ -21,7 +21,8 @@ from monitor.engine import Engine
 from monitor.errors import ConfigError
 from monitor.risk.account import AccountModel, MarketState
 from monitor.risk.book import Book, OptionMark
-from monitor.risk.margin import binance_maintenance, brackets_from_table, liquidation_move
+from monitor.risk.liquidation import liquidation_move
+from monitor.risk.margin import binance_maintenance, brackets_from_table
 from monitor.rules import RuleEngine
 
 DAY = 86_400.0

@@ -19,19 +19,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.risk.liquidation import (
+    LiquidationMoves,
+    first_crossing,
+    liquidation_distance_sigma,
+    liquidation_move,
+)
 from monitor.risk.margin import (
     DERIBIT_BTC,
     Bracket,
-    LiquidationMoves,
     Reprice,
     binance_maintenance,
     brackets_from_table,
     bybit_mm_rate,
     deribit_portfolio_margin,
     extended_pnl,
-    first_crossing,
-    liquidation_distance_sigma,
-    liquidation_move,
     margin_balance,
     margin_ratio,
     portfolio_maintenance,
