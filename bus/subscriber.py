@@ -20,6 +20,13 @@ failed, or a consumer sequence skipped a delivery -- the worker *rewinds*: it dr
 holds and recreates every consumer at the cursor's position + 1. At start the consumers are
 created at the checkpoint's position + 1 (everything the stream holds when there is none).
 A worker whose pulls bring nothing pauses, from 1 ms doubling up to ``[bus] poll_interval``.
+
+Catch-up. The merger holds a lane's messages past the watermark, unacknowledged, and
+JetStream counts them against the consumer's ``max_ack_pending``; a ``no_wait`` pull asking
+for more than that leaves is not answered until acknowledgements come (which they cannot,
+while the merger waits for the other lanes): it timed out and rewound, a stall of
+``request_timeout`` each time. So each pull asks for at most the room left; the lane at the
+watermark holds nothing once released and always has room, so the merge always moves.
 """
 
 from __future__ import annotations
@@ -268,8 +275,7 @@ class TickSubscriber:
 
     async def _round(self) -> bool:
         """One pull per consumer; hand over what is released; True when anything arrived."""
-        pulls = [lane.puller.pull(self.bus.fetch_batch) for lane in self._lanes if lane.puller]
-        results = await asyncio.gather(*pulls)
+        results = await asyncio.gather(*(self._pull(lane) for lane in self._lanes))
         arrived = 0
         for lane, (messages, _) in zip(self._lanes, results, strict=True):
             arrived += self._hold(lane, messages)
@@ -277,6 +283,20 @@ class TickSubscriber:
         await self._apply(self._decode(released), self.merger.position)
         await self._acknowledge(released)
         return arrived > 0
+
+    async def _pull(self, lane: _Lane) -> tuple[list[Msg], bool]:
+        """Pull what the consumer may still deliver: held messages are unacknowledged.
+
+        The merger holds a lane's messages past the watermark without acknowledging them,
+        and JetStream counts them against ``max_ack_pending``; a pull for more than the room
+        left is never answered (a ``no_wait`` pull waits, silently, for acknowledgements that
+        cannot come while the merger waits for the other lanes), so it is cut to the room.
+        The lane at the watermark holds nothing after a release: it always has room.
+        """
+        room = self.bus.max_ack_pending - self.merger.held_in(lane.subject)
+        if lane.puller is None or room <= 0:
+            return [], False
+        return await lane.puller.pull(min(self.bus.fetch_batch, room))
 
     async def _apply(self, released: list[tuple[int, str, BusMessage]], watermark: int) -> None:
         """Hand the released messages to ``on_batch`` in steps of at most ``apply_ticks``

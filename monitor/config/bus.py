@@ -42,7 +42,9 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         duplicate_window: JetStream drops a publish whose ``Nats-Msg-Id`` it stored within
             this window, so a publish retried after a lost acknowledgement is stored once.
         ack_wait: a delivered tick not acknowledged within this is delivered again.
-        max_ack_pending: delivered, unacknowledged ticks per consumer before delivery pauses.
+        max_ack_pending: delivered, unacknowledged messages per consumer before delivery
+            pauses; it also bounds the messages a worker holds back per consumer to merge
+            its symbols into stream order (a worker never pulls beyond it).
         fetch_batch: messages asked for per pull request of an engine worker.
         poll_interval: longest pause between two pulls of a worker whose subjects are idle.
         mark_interval: the feeds role marks every symbol that had no tick for this long; a

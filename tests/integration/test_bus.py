@@ -576,3 +576,48 @@ async def test_a_worker_stopped_inside_a_batch_resumes_at_its_index(
     got = snapshot_json(second.latest)
     assert got["ticks"] == want["ticks"]
     assert_same_figures(got, want, "restored worker")
+
+
+async def test_messages_held_for_stream_order_never_stall_a_catch_up(
+    nats_server: NatsServer,
+) -> None:
+    """A quiet symbol's messages span far more of the stream than a busy one's, so the merger
+    holds them, unacknowledged, until the busy lane catches up. Pulls are cut to the room
+    ``max_ack_pending`` leaves: the backlog is applied in order with no timeout, no rewind."""
+    bus = BusConfig(
+        url=nats_server.url,
+        stream="HELD",
+        max_ack_pending=50,
+        fetch_batch=20,
+        request_timeout=PositiveDuration(1.0),
+    )
+    publisher = TickPublisher(bus, epoch="e")
+    publishing = await _running(publisher.run())
+    try:
+        for n in range(2200):
+            symbol = "ETHUSDT" if n % 11 == 10 else "BTCUSDT"
+            publisher.offer("binance", Tick(1.7e9 + n, symbol, 100.0 + n), 0.0)
+            publisher.close_batches()  # one tick per message
+        publisher.mark(["BTCUSDT", "ETHUSDT"], 0.0, 1e9, every=True)
+        assert await publisher.flush(TIMEOUT_S)
+    finally:
+        await _cancel(publishing)
+    applied: list[BusMessage] = []
+    held: list[int] = []
+
+    def on_batch(messages: list[BusMessage]) -> None:
+        applied.extend(messages)
+        held.append(subscriber.merger.held_in(subscriber.merger.lanes[1]))  # ETH's lane
+
+    subscriber = TickSubscriber(bus, "w", ["BTCUSDT", "ETHUSDT"], on_batch)
+    consuming = await _running(subscriber.run())
+    try:
+        await eventually(
+            lambda: subscriber.stats.consumed == 2200, "the backlog applied", 3 * TIMEOUT_S
+        )
+    finally:
+        await _cancel(consuming)
+    assert subscriber.stats.rewinds == 0
+    assert 0 < max(held) <= 50  # ETH ran ahead, held up to max_ack_pending and no further
+    ticks = [m.columns()[0][0] for m in applied if isinstance(m, BusBatch)]
+    assert ticks == [1.7e9 + n for n in range(2200)]  # stream order
