@@ -44,6 +44,7 @@ from monitor.config.durations import PositiveDuration
 from monitor.config.loading import load_config
 from monitor.config.schema import Config
 from monitor.model import Tick
+from monitor.rules import RuleState
 from service.checkpoint import read_checkpoint, write_checkpoint
 from service.engine_role import EngineDaemon, apply_in_stream_order
 from service.http import snapshot_json
@@ -621,3 +622,71 @@ async def test_messages_held_for_stream_order_never_stall_a_catch_up(
     assert 0 < max(held) <= 50  # ETH ran ahead, held up to max_ack_pending and no further
     ticks = [m.columns()[0][0] for m in applied if isinstance(m, BusBatch)]
     assert ticks == [1.7e9 + n for n in range(2200)]  # stream order
+
+
+WARM_IN_SECONDS = 'min_observations = 20\npreaverage = "0.25s"'  # estimates within seconds
+ALERTING = """
+[[rules]]
+name = "book-at-risk"
+metric = "var_99"
+op = ">"
+threshold = 0
+for = "30s"
+labels = { portfolio = "a" }
+
+[[sinks]]
+name = "desk"
+type = "file"
+path = "SINK_PATH"
+
+[[routes]]
+sinks = ["desk"]
+group_wait = "0s"
+"""
+
+
+async def test_a_worker_killed_between_a_firing_and_its_checkpoint_notifies_once(
+    bus: Bus,
+) -> None:
+    """The worker fires, the sink is told, and the worker dies before its next checkpoint
+    (SIGKILL; its state dir is left with the last checkpoint written before the firing). The
+    restarted worker replays the stream from that checkpoint and fires again, with the same
+    event times: the outbox recognises the transition as delivered, and the sink is told once."""
+    sink = bus.tmp / "desk.jsonl"
+    path = bus.tmp / "alerting.toml"
+    text = bus.config_path.read_text().replace("min_observations = 20", WARM_IN_SECONDS)
+    path.write_text(text + ALERTING.replace("SINK_PATH", str(sink)))
+    feeds = Role("feeds", path, bus.tmp, "--role", "feeds")
+    worker = Role("engine-a", path, bus.tmp, "--role", "engine", "--portfolios", "a")
+    bus.roles += [feeds, worker]
+    await feeds.start()
+    await worker.start()
+    checkpoint, before = worker.state / "checkpoint.npz", bus.tmp / "before-firing.npz"
+
+    def firings() -> list[dict[str, Any]]:
+        lines = sink.read_text().splitlines() if sink.exists() else []
+        return [line for line in map(json.loads, lines) if line["state"] == "firing"]
+
+    async def fired_after_a_checkpoint() -> bool:
+        if firings():
+            return before.exists()
+        copy = bus.tmp / "copy.npz"
+        with contextlib.suppress(FileNotFoundError):
+            copy.write_bytes(checkpoint.read_bytes())  # written atomically: whole or absent
+            if not any(s.state is RuleState.FIRING for s in read_checkpoint(copy).rules):
+                copy.replace(before)
+        return False
+
+    await until(fired_after_a_checkpoint, "a checkpoint, then the rule firing", 4 * TIMEOUT_S)
+    await worker.kill()
+    assert not any(s.state is RuleState.FIRING for s in read_checkpoint(before).rules)
+    before.replace(checkpoint)  # the worker died before checkpointing the firing
+    (first,) = firings()
+    await worker.start()
+    stream, _ = await settle(bus, feeds)
+    alerting = Bus(bus.nats, bus.sim, path, load_config(path, environ={}), bus.tmp, bus.roles)
+    await check_worker(alerting, worker, "a", stream)
+    assert firings() == [first]  # told once
+    log = worker.log.read_text().split("checkpoint_restored", 1)[1]
+    assert "alerts_suppressed" in log  # the replayed firing came again, and was recognised
+    assert await worker.stop() == 0
