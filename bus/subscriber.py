@@ -140,6 +140,8 @@ class TickSubscriber:
         on_option: receives the option marks published under ``[bus] options_subject``
             (plain NATS, latest only; None: not subscribed).
         apply_ticks: ticks per engine step at most.
+        may_apply: whether the worker may apply ticks now (its leases are certain); while it
+            may not, nothing is pulled or applied, and consumption resumes with a rewind.
     """
 
     bus: BusConfig
@@ -149,6 +151,7 @@ class TickSubscriber:
     cursor_at_start: BusCursor | None = None
     on_option: Callable[[BusOptionMark], None] | None = None
     apply_ticks: int = APPLY_TICKS
+    may_apply: Callable[[], bool] | None = None
     stats: SubscriberStats = field(default_factory=SubscriberStats)
     link: Link = field(default_factory=Link)
     heartbeat: float = field(default_factory=time.monotonic)
@@ -180,6 +183,11 @@ class TickSubscriber:
         self.merger = StreamMerger(lanes, self._position, self._applied)
         self._applied = self.merger.applied()
         self.stats.position = self._position
+
+    @property
+    def durables(self) -> tuple[str, ...]:
+        """The names of the worker's durable consumers."""
+        return tuple(lane.durable for lane in self._lanes)
 
     def cursor(self) -> BusCursor:
         """How far the ticks handed to ``on_batch`` reach."""
@@ -221,6 +229,10 @@ class TickSubscriber:
             self.heartbeat = time.monotonic()
             if not self.link.connected:
                 await _wait(self.link.up, 1.0)
+                continue
+            if self.may_apply is not None and not self.may_apply():
+                rewind = True  # what is held may be stale when the lease comes back
+                await asyncio.sleep(self._poll())
                 continue
             if rewind or seen_reconnects != self.link.reconnects:
                 seen_reconnects = self.link.reconnects

@@ -1,6 +1,7 @@
 """The ``riskmon`` command line: check-config, replay, report, run, demo.
 
-Exit codes: 0 success, 2 a user error (bad config, bad data), 1 a bug.
+Exit codes: 0 success, 2 a user error (bad config, bad data, a port or ``[state] dir`` in
+use, a bus lease held by another worker), 1 a bug.
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def _parser() -> argparse.ArgumentParser:
         choices=["all", "feeds", "engine"],
         help="all: one process (default); feeds / engine: split over NATS JetStream ([bus])",
     )
-    run.add_argument(
+    chosen = run.add_mutually_exclusive_group()
+    chosen.add_argument(
         "--portfolios", default=None, help="engine role: the portfolios to run, e.g. A,B"
     )
-    run.add_argument(
-        "--shard", default=None, help="engine role: every COUNT-th portfolio from INDEX, I/N"
+    chosen.add_argument(
+        "--shard",
+        default=None,
+        help="engine role: shard INDEX of COUNT, INDEX counted from 0 (0/2 and 1/2 split the "
+        "portfolios in two): the portfolios at config positions INDEX, INDEX+COUNT, ...",
     )
     test_alert = sub.add_parser("test-alert", help="send a test notification through a sink")
     test_alert.add_argument("--sink", required=True, help="sink name from [[sinks]] (or log)")
@@ -101,6 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RiskmonError as exc:
         print(f"riskmon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseExceptionGroup as group:  # raised inside a task group at start-up
+        errors = _leaves(group)
+        if not all(isinstance(e, RiskmonError) for e in errors):
+            raise
+        for error in errors:
+            print(f"riskmon: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions of a (nested) exception group."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _check_config(path: Path) -> int:
