@@ -277,4 +277,3 @@ def _describe(holder: LeaseValue | None) -> str:
     if holder is None:
         return "a worker that is going away"
     return f"worker {holder.worker} ({holder.process}, state {holder.owner})"
-

@@ -25,8 +25,8 @@ import itertools
 import socket
 import time
 from collections.abc import Coroutine, Iterable
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np

@@ -125,6 +125,7 @@ class Role:
         self.state, self.log = tmp / name, tmp / f"{name}.log"
         self.port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
+        self.env: dict[str, str] = {}  # more environment overrides, e.g. RISKMON_BUS__...
 
     async def start(self) -> None:
         env = {
@@ -132,6 +133,7 @@ class Role:
             "PYTHONUNBUFFERED": "1",
             "RISKMON_STATE__DIR": str(self.state),
             "RISKMON_SERVER__LISTEN": f"127.0.0.1:{self.port}",
+            **self.env,
         }
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
