@@ -1,4 +1,4 @@
-"""The ``riskmon`` command line: check-config, replay, report, run, demo.
+"""The ``riskmon`` command line: check-config, replay, report, run, bus, demo.
 
 Exit codes: 0 success, 2 a user error (bad config, bad data, a port or ``[state] dir`` in
 use, a bus lease held by another worker), 1 a bug.
@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         help="engine role: shard INDEX of COUNT, INDEX counted from 0 (0/2 and 1/2 split the "
         "portfolios in two): the portfolios at config positions INDEX, INDEX+COUNT, ...",
     )
+    bus = sub.add_parser("bus", help="the NATS bus of split roles: status, prune")
+    actions = bus.add_subparsers(dest="action", required=True)
+    status = actions.add_parser("status", help="stream, leases, consumers and their backlogs")
+    status.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
+    pruning = actions.add_parser("prune", help="remove consumers no worker's lease lists")
+    pruning.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
+    pruning.add_argument("--yes", action="store_true", help="remove them (default: dry run)")
     test_alert = sub.add_parser("test-alert", help="send a test notification through a sink")
     test_alert.add_argument("--sink", required=True, help="sink name from [[sinks]] (or log)")
     test_alert.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
@@ -102,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "test-alert":
             return _test_alert(args)
+        if args.command == "bus":
+            return _bus(args)
         return _demo(args)
     except RiskmonError as exc:
         print(f"riskmon: error: {exc}", file=sys.stderr)
@@ -309,6 +318,29 @@ def _run_role(args: argparse.Namespace, config: Config, duration: float | None) 
         shard=shard,
     )
     asyncio.run(service.run(duration))
+    return EXIT_OK
+
+
+def _bus(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from service.bus_admin import format_report, prune, read_report
+
+    bus = load_config(args.config).bus
+    report = asyncio.run(read_report(bus))
+    if args.action == "status":
+        print("\n".join(format_report(report, bus)))
+        return EXIT_OK
+    orphans = report.orphans(bus.consumer_prefix)
+    if not orphans:
+        print("no orphan consumers")
+    elif not args.yes:
+        print("would remove (dry run; --yes removes them):")
+        print("\n".join(f"  {name}" for name in orphans))
+    else:
+        removed = asyncio.run(prune(bus, orphans))
+        print(f"removed {len(removed)} consumers:")
+        print("\n".join(f"  {name}" for name in removed))
     return EXIT_OK
 
 

@@ -205,8 +205,8 @@ async def test_status_lists_owners_and_prune_removes_orphans_after_a_reshard(
     assert await consumers(setup.nats.url) == before  # a dry run
     code, out = await cli(setup, "bus", "prune", "--yes")
     assert code == 0
-    assert await consumers(setup.nats.url) == before - old
-    assert (await whole.get("/readyz"))[0] == 200
+    assert await consumers(setup.nats.url) == before - old  # the running worker's are kept
+    assert "removed" in out
     assert await whole.stop() == 0
 
 
