@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import socket
 import time
 from collections.abc import Coroutine, Iterable
@@ -38,7 +39,10 @@ from bus.subscriber import TickSubscriber
 from bus.wire import BusBatch, BusCursor, BusMessage, BusOptionMark
 from monitor.clock import SnapshotClock
 from monitor.errors import CheckpointError
+from monitor.model import AlertEvent
 from monitor.risk.book import OptionMark
+from monitor.risk.snapshot import RiskSnapshot
+from service.bus_latency import LatencyHistogram, newest_receipt
 from service.checkpoint import Checkpoint, CompatibleRestore, capture, restore, restore_compatible
 from service.daemon import Daemon
 
@@ -127,6 +131,8 @@ class EngineDaemon(Daemon):
     _marks: dict[str, OptionMark] = field(default_factory=dict, init=False)
     offloaded: ClassVar[bool] = False
     leases: Leases | None = field(default=None, init=False)
+    trip: LatencyHistogram = field(default_factory=LatencyHistogram, init=False)
+    _step_receipt: float = field(default=math.nan, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take the leases of the worker's portfolios, then consume the bus until ``stop``.
@@ -197,9 +203,16 @@ class EngineDaemon(Daemon):
         if not messages:
             return
         started = self._last_batch = time.monotonic()
+        self._step_receipt = newest_receipt(messages)
         apply_in_stream_order(self.clock, messages)
         if self.on_step is not None:
             self.on_step(time.monotonic() - started)
+
+    def _on_snapshot(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
+        """The daemon's, and the trip across the bus of the step's newest tick."""
+        Daemon._on_snapshot(self, snap, events)
+        if not math.isnan(self._step_receipt):  # a step of marks only: no trip to measure
+            self.trip.observe(time.time() - self._step_receipt)
 
     async def _beat(self) -> None:
         """Liveness: the loop turns. Quiet-time snapshots come with the marks' clock."""

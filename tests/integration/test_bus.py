@@ -326,6 +326,14 @@ async def test_killed_worker_restarts_to_the_snapshot_of_one_process(bus: Bus) -
     stream, _ = await settle(bus, feeds)
     for worker, portfolio in ((worker_a, "a"), (worker_b, "b")):
         await check_worker(bus, worker, portfolio, stream)
+    m = await worker_b.metrics()  # its trips: receipt at the feeds role -> its snapshots
+    assert m["riskmon_bus_tick_to_snapshot_seconds_count"] > 10
+    assert (
+        0
+        < m["riskmon_bus_tick_to_snapshot_seconds_sum"]
+        / m["riskmon_bus_tick_to_snapshot_seconds_count"]
+        < 2.0
+    )  # one host, one clock: tens of milliseconds
     log = worker_a.log.read_text()
     assert "checkpoint_restored" in log
     assert '"after": 0,' not in log.split("checkpoint_restored", 1)[1]  # resumed, not replayed

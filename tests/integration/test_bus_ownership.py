@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
     BINARY is None, reason="nats-server is not installed (Debian package nats-server; make test)"
 )
 
-LEASE_TTL = "6s"  # three request_timeouts of the test config (2 s): the shortest allowed
+LEASE_TTL = "4s"  # twice the test config's request_timeout (2 s): the shortest allowed
 
 
 @pytest.fixture
