@@ -216,8 +216,8 @@ class Leases:
             pass
         try:
             entry = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            return (key, None)  # expired in between: the next attempt takes it
+        except nats.js.errors.NotFoundError:
+            return (key, None)  # expired or released in between: the next attempt takes it
         holder = decode_lease(entry.value or b"")
         if holder is not None and holder.owner == self.value.owner and entry.revision:
             try:  # a previous run of this very worker (its state dir is locked by us)

@@ -118,7 +118,7 @@ async def _leases(client: NatsClient, bus: BusConfig) -> dict[str, LeaseValue]:
         return {}
     out = {}
     for key in keys:
-        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+        with contextlib.suppress(nats.js.errors.NotFoundError):  # expired, or released
             entry = await kv.get(key)
             lease = decode_lease(entry.value or b"")
             if lease is not None:
