@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import statistics
 import time
 from collections.abc import Sequence
@@ -168,6 +169,8 @@ async def measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     market = poisson_market(args.assets, args.ticks, args.rate, seed=13)
     shift = float(warm.ts[-1]) - float(market.ts[0]) + 1.0
     market = Market(market.idx, market.ts + shift, market.price)
+    gc.collect()
+    gc.freeze()  # as `riskmon run` does at start, once its libraries are loaded
     rates: dict[str, list[float]] = {"catch_up": [], "in_process": []}
     rewinds: list[int] = []
     held_peaks: list[int] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,6 +287,9 @@ def _run(args: argparse.Namespace) -> int:
     duration = None if args.duration is None else _duration(args.duration, "--duration")
     if args.role != "feeds":
         warm_kernels(config)  # before the event loop: a numba compile holds the GIL
+    # The libraries' objects (numba's type system, scipy, nats) live until the process ends:
+    # keep the collector from walking them again at every full collection (as the replay).
+    gc.freeze()
     if args.role != "all" or args.portfolios is not None or args.shard is not None:
         return _run_role(args, config, duration)
     asyncio.run(
