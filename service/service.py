@@ -331,7 +331,7 @@ class Service:
         try:
             checkpoint = read_checkpoint(path)
             changed = checkpoint.fingerprint.differences(Fingerprint.of(daemon.config))
-            if changed and not daemon.replays_ticks:  # a bus worker's cursor must match
+            if changed:  # a bus worker carries its cursor too: its new symbols start there
                 self._carry_at_start(daemon, checkpoint, changed)
             else:
                 daemon.restore_state(checkpoint)

@@ -271,3 +271,30 @@ def test_lease_values_name_their_holder() -> None:
     assert value is not None
     assert value.worker == "a"
     assert value.consumers == ()
+
+
+async def test_a_worker_given_another_portfolio_list_carries_its_checkpoint(setup: Bus) -> None:
+    """A worker restarted on its state dir with one more portfolio does not start cold from
+    the start of the stream: the estimates of the symbols it keeps and its stream cursor are
+    carried (as a reload carries them); its new symbols start at the cursor."""
+    feeds = setup.role("feeds", "--role", "feeds")
+    worker = setup.role("engine-a", "--role", "engine", "--portfolios", "a")
+    for role in (feeds, worker):
+        await role.start()
+
+    async def applied() -> bool:
+        return (await worker.metrics()).get("riskmon_bus_applied_sequence", 0.0) > 2000
+
+    await until(applied, "worker a to apply ticks", 4 * TIMEOUT_S)
+    assert await worker.stop() == 0  # checkpoints at exit
+    stopped_at = events(worker, "engine_worker_stop")
+    assert stopped_at
+    wider = setup.role("engine-a", "--role", "engine", "--portfolios", "a,b")  # same state dir
+    await wider.start()
+    await until(
+        lambda: _true(events(wider, "checkpoint_carried")), "the checkpoint carried", TIMEOUT_S
+    )
+    (*_, start) = events(wider, "engine_worker_start")
+    assert start["portfolios"] == ["a", "b"]
+    assert int(str(start["after"])) > 2000  # resumed at the cursor, not at 0
+    assert await wider.stop() == 0
