@@ -319,17 +319,19 @@ class TickSubscriber:
             if isinstance(message, BusMark):
                 step.add(message, lane, seq)
                 continue
-            done = self._resumed_at(seq)
+            done = self._resumed_at(seq) if self._resume is not None else 0
             batch = message.after(done) if done else message
-            while len(batch) > room:  # cut: this step ends inside the batch
-                step.add(batch.head(room), None, seq)
+            size = len(batch)
+            while size > room:  # cut: this step ends inside the batch
+                step.add(batch.head(room), None, seq, room)
                 done += room
                 batch = batch.after(room)
+                size -= room
                 self._step(step, seq - 1, done)
                 step, room = _Step(), self.apply_ticks
                 await asyncio.sleep(0)  # probes, signals and checkpoints between steps
-            step.add(batch, lane, seq)
-            room -= len(batch)
+            step.add(batch, lane, seq, size)
+            room -= size
             if not room:
                 self._step(step, seq, 0)
                 step, room = _Step(), self.apply_ticks
@@ -408,15 +410,15 @@ class _Step:
     batches: int = 0
     marks: int = 0
 
-    def add(self, message: BusMessage, lane: str | None, seq: int) -> None:
-        """Add a mark, a batch, or (``lane`` None) a batch's first part."""
+    def add(self, message: BusMessage, lane: str | None, seq: int, ticks: int = 0) -> None:
+        """Add a mark, a batch of ``ticks`` ticks, or (``lane`` None) a batch's first part."""
         self.messages.append(message)
         if lane is not None:
             self.lanes[lane] = seq
         if isinstance(message, BusMark):
             self.marks += 1
             return
-        self.ticks += len(message)
+        self.ticks += ticks
         self.batches += lane is not None
 
 

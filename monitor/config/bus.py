@@ -88,7 +88,7 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     duplicate_window: PositiveDuration = _seconds("2m")
     ack_wait: PositiveDuration = _seconds("30s")
     max_ack_pending: Annotated[int, Meta(ge=1)] = 10_000
-    fetch_batch: Annotated[int, Meta(ge=1, le=10_000)] = 1_000
+    fetch_batch: Annotated[int, Meta(ge=1, le=10_000)] = 5_000
     poll_interval: PositiveDuration = _seconds("50ms")
     mark_interval: PositiveDuration = _seconds("100ms")
     linger: PositiveDuration = _seconds("5ms")
