@@ -62,7 +62,7 @@ replay-example: install
 	$(VENV)/bin/riskmon replay ../shared/data/market/binance_spot_5m_2025H1.parquet \
 		--config config/example-replay.toml --out out/replay-2025H1
 
-# Twelve benchmarks (about 18 minutes on 2 cores), then the summary table; see benchmarks/README.md.
+# Thirteen benchmarks (about 19 minutes on 2 cores), then the summary table; see benchmarks/README.md.
 bench: install system-deps
 	$(PY) -m benchmarks.engine_throughput
 	$(PY) -m benchmarks.live_throughput
@@ -70,6 +70,7 @@ bench: install system-deps
 	$(PY) -m benchmarks.memory
 	$(PY) -m benchmarks.metrics_scrape
 	$(PY) -m benchmarks.bus_throughput
+	$(PY) -m benchmarks.bus_catchup
 	$(PY) -m benchmarks.replay_throughput
 	$(PY) -m benchmarks.kernel_throughput
 	$(PY) -m benchmarks.option_var

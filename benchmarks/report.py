@@ -183,6 +183,24 @@ def bus_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def catchup_rows(data: dict[str, Any]) -> list[Row]:
+    """Issue #20: a fresh engine worker catching up a backlog against in-process replay."""
+    r = data["results"]
+    passed = {t["target"]: t["pass"] for t in r["targets"]}
+    return [
+        [
+            "#20",
+            f"backlog catch-up ticks/s, {r['messages']:,} messages "
+            f"({data['parameters']['assets']} assets, default [bus])",
+            f"{spread(r['catch_up_ticks_per_s'])}; rewinds {r['rewinds']}",
+            f"in-process, same messages {spread(r['in_process_ticks_per_s'])}",
+            f"{r['catch_up_over_in_process']:.3g}x",
+            ">= 0.5x, no rewind",
+            verdict(passed["#20 catch-up"]),
+        ]
+    ]
+
+
 def replay_rows(data: dict[str, Any]) -> list[Row]:
     """Issue #17: the whole replay process against the naive loop on the same file."""
     passed = {t["ticks"]: t["pass"] for t in data["results"]["targets"]}
@@ -250,6 +268,7 @@ def main() -> int:
         ("memory", memory_rows),
         ("metrics_scrape", scrape_rows),
         ("bus_throughput", bus_rows),
+        ("bus_catchup", catchup_rows),
         ("replay_throughput", replay_rows),
         ("option_var", option_var_rows),
     ):

@@ -187,6 +187,8 @@ async def recreate_consumer(
 
     ``after = 0`` delivers everything the stream holds. Acknowledgements are cumulative
     (``AckPolicy.ALL``): the worker acknowledges the last tick it applied of each pull.
+    JetStream removes the consumer ``[bus] consumer_inactive`` after its last pull, so a
+    worker that is gone (or re-sharded, or renamed) leaves no consumer behind.
     """
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await jsm.delete_consumer(bus.stream, durable)
@@ -203,6 +205,7 @@ async def recreate_consumer(
         ack_wait=float(bus.ack_wait),
         max_ack_pending=bus.max_ack_pending,
         replay_policy=api.ReplayPolicy.INSTANT,
+        inactive_threshold=float(bus.consumer_inactive),
         **start,
     )
     await jsm.add_consumer(bus.stream, config, timeout=float(bus.request_timeout))

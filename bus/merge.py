@@ -69,6 +69,10 @@ class StreamMerger(Generic[T]):
         """Deliveries received and not yet released."""
         return sum(len(lane.held) for lane in self._lanes.values())
 
+    def held_in(self, lane: str) -> int:
+        """Deliveries of ``lane`` received and not yet released."""
+        return len(self._lanes[lane].held)
+
     def applied(self) -> dict[str, int]:
         """The last sequence released per lane (0: none)."""
         return {name: lane.applied for name, lane in self._lanes.items()}

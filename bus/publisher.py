@@ -153,6 +153,8 @@ class TickPublisher:
     _latest_mono: float = 0.0
     _options: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     _limit: int = 0  # [bus] max_batch, read once
+    _settled_at: float | None = None  # last time nothing was owed, or a window was stored
+    _stall_logged: bool = False
 
     def __post_init__(self) -> None:
         self._limit = self.bus.max_batch
@@ -161,6 +163,29 @@ class TickPublisher:
     def buffered(self) -> int:
         """Ticks and marks waiting to be published or acknowledged (or re-sent)."""
         return self._open_count() + self._queued_ticks + self._inflight
+
+    def stalled_s(self) -> float:
+        """How long messages have waited with no publish stored (0: nothing owed)."""
+        if not self._queue and not self._inflight:
+            return 0.0
+        settled = self._settled_at
+        return 0.0 if settled is None else max(0.0, self.clock() - settled)
+
+    def _watch_stall(self) -> None:
+        """Log once when publishes have failed for ``[bus] publish_stall``, once when they
+        succeed again."""
+        stalled = self.stalled_s()
+        if not self._queue and not self._inflight:
+            self._settled_at = self.clock()
+        if stalled >= float(self.bus.publish_stall) and not self._stall_logged:
+            self._stall_logged = True
+            log.error(
+                "bus_publish_stalled", stalled_s=round(stalled, 1), buffered=self.buffered,
+                connected=self.link.connected, errors=self.stats.errors,
+            )  # fmt: skip
+        elif stalled == 0.0 and self._stall_logged:
+            self._stall_logged = False
+            log.info("bus_publish_recovered", errors=self.stats.errors)
 
     def _open_count(self) -> int:
         return sum(len(b.ts) for batches in self._open.values() for b in batches.values())
@@ -336,6 +361,7 @@ class TickPublisher:
 
     async def _turn(self, client: NatsClient, jsm: JetStreamManager, acks: AckInbox) -> None:
         self.heartbeat = time.monotonic()
+        self._watch_stall()
         if self._options and self.link.connected:
             await self._send_options(client)
         self.close_due()
@@ -394,6 +420,7 @@ class TickPublisher:
             self._trim()
             await asyncio.sleep(self.backoff.next_delay())
         else:
+            self._settled_at = self.clock()
             if self._width:
                 self._width = min(self.bus.publish_window, 2 * self._width)
             self.backoff.attempt = 0

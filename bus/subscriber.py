@@ -20,6 +20,13 @@ failed, or a consumer sequence skipped a delivery -- the worker *rewinds*: it dr
 holds and recreates every consumer at the cursor's position + 1. At start the consumers are
 created at the checkpoint's position + 1 (everything the stream holds when there is none).
 A worker whose pulls bring nothing pauses, from 1 ms doubling up to ``[bus] poll_interval``.
+
+Catch-up. The merger holds a lane's messages past the watermark, unacknowledged, and
+JetStream counts them against the consumer's ``max_ack_pending``; a ``no_wait`` pull asking
+for more than that leaves is not answered until acknowledgements come (which they cannot,
+while the merger waits for the other lanes): it timed out and rewound, a stall of
+``request_timeout`` each time. So each pull asks for at most the room left; the lane at the
+watermark holds nothing once released and always has room, so the merge always moves.
 """
 
 from __future__ import annotations
@@ -133,6 +140,8 @@ class TickSubscriber:
         on_option: receives the option marks published under ``[bus] options_subject``
             (plain NATS, latest only; None: not subscribed).
         apply_ticks: ticks per engine step at most.
+        may_apply: whether the worker may apply ticks now (its leases are certain); while it
+            may not, nothing is pulled or applied, and consumption resumes with a rewind.
     """
 
     bus: BusConfig
@@ -142,6 +151,7 @@ class TickSubscriber:
     cursor_at_start: BusCursor | None = None
     on_option: Callable[[BusOptionMark], None] | None = None
     apply_ticks: int = APPLY_TICKS
+    may_apply: Callable[[], bool] | None = None
     stats: SubscriberStats = field(default_factory=SubscriberStats)
     link: Link = field(default_factory=Link)
     heartbeat: float = field(default_factory=time.monotonic)
@@ -173,6 +183,11 @@ class TickSubscriber:
         self.merger = StreamMerger(lanes, self._position, self._applied)
         self._applied = self.merger.applied()
         self.stats.position = self._position
+
+    @property
+    def durables(self) -> tuple[str, ...]:
+        """The names of the worker's durable consumers."""
+        return tuple(lane.durable for lane in self._lanes)
 
     def cursor(self) -> BusCursor:
         """How far the ticks handed to ``on_batch`` reach."""
@@ -214,6 +229,10 @@ class TickSubscriber:
             self.heartbeat = time.monotonic()
             if not self.link.connected:
                 await _wait(self.link.up, 1.0)
+                continue
+            if self.may_apply is not None and not self.may_apply():
+                rewind = True  # what is held may be stale when the lease comes back
+                await asyncio.sleep(self._poll())
                 continue
             if rewind or seen_reconnects != self.link.reconnects:
                 seen_reconnects = self.link.reconnects
@@ -268,8 +287,7 @@ class TickSubscriber:
 
     async def _round(self) -> bool:
         """One pull per consumer; hand over what is released; True when anything arrived."""
-        pulls = [lane.puller.pull(self.bus.fetch_batch) for lane in self._lanes if lane.puller]
-        results = await asyncio.gather(*pulls)
+        results = await asyncio.gather(*(self._pull(lane) for lane in self._lanes))
         arrived = 0
         for lane, (messages, _) in zip(self._lanes, results, strict=True):
             arrived += self._hold(lane, messages)
@@ -277,6 +295,20 @@ class TickSubscriber:
         await self._apply(self._decode(released), self.merger.position)
         await self._acknowledge(released)
         return arrived > 0
+
+    async def _pull(self, lane: _Lane) -> tuple[list[Msg], bool]:
+        """Pull what the consumer may still deliver: held messages are unacknowledged.
+
+        The merger holds a lane's messages past the watermark without acknowledging them,
+        and JetStream counts them against ``max_ack_pending``; a pull for more than the room
+        left is never answered (a ``no_wait`` pull waits, silently, for acknowledgements that
+        cannot come while the merger waits for the other lanes), so it is cut to the room.
+        The lane at the watermark holds nothing after a release: it always has room.
+        """
+        room = self.bus.max_ack_pending - self.merger.held_in(lane.subject)
+        if lane.puller is None or room <= 0:
+            return [], False
+        return await lane.puller.pull(min(self.bus.fetch_batch, room))
 
     async def _apply(self, released: list[tuple[int, str, BusMessage]], watermark: int) -> None:
         """Hand the released messages to ``on_batch`` in steps of at most ``apply_ticks``
@@ -287,17 +319,19 @@ class TickSubscriber:
             if isinstance(message, BusMark):
                 step.add(message, lane, seq)
                 continue
-            done = self._resumed_at(seq)
+            done = self._resumed_at(seq) if self._resume is not None else 0
             batch = message.after(done) if done else message
-            while len(batch) > room:  # cut: this step ends inside the batch
-                step.add(batch.head(room), None, seq)
+            size = len(batch)
+            while size > room:  # cut: this step ends inside the batch
+                step.add(batch.head(room), None, seq, room)
                 done += room
                 batch = batch.after(room)
+                size -= room
                 self._step(step, seq - 1, done)
                 step, room = _Step(), self.apply_ticks
                 await asyncio.sleep(0)  # probes, signals and checkpoints between steps
-            step.add(batch, lane, seq)
-            room -= len(batch)
+            step.add(batch, lane, seq, size)
+            room -= size
             if not room:
                 self._step(step, seq, 0)
                 step, room = _Step(), self.apply_ticks
@@ -376,15 +410,15 @@ class _Step:
     batches: int = 0
     marks: int = 0
 
-    def add(self, message: BusMessage, lane: str | None, seq: int) -> None:
-        """Add a mark, a batch, or (``lane`` None) a batch's first part."""
+    def add(self, message: BusMessage, lane: str | None, seq: int, ticks: int = 0) -> None:
+        """Add a mark, a batch of ``ticks`` ticks, or (``lane`` None) a batch's first part."""
         self.messages.append(message)
         if lane is not None:
             self.lanes[lane] = seq
         if isinstance(message, BusMark):
             self.marks += 1
             return
-        self.ticks += len(message)
+        self.ticks += ticks
         self.batches += lane is not None
 
 

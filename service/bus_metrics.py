@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from bus.jetstream import Link
 from bus.publisher import TickPublisher
 from bus.subscriber import TickSubscriber
+from service.bus_latency import LatencyHistogram
 from service.daemon import Daemon
 from service.engine_role import EngineDaemon
 from service.feeds_role import FeedsDaemon
@@ -54,6 +60,21 @@ class BusCollector(Collector):
         elif isinstance(daemon, EngineDaemon) and daemon.subscriber is not None:
             yield from _link(daemon.subscriber.link)
             yield from _subscriber(daemon.subscriber)
+            yield _trip(daemon.trip)
+            yield _gauge(
+                "bus_leases_held", "1 while the worker's portfolio leases are certain.",
+                1.0 if daemon.leases is not None and daemon.leases.valid() else 0.0,
+            )  # fmt: skip
+
+
+def _trip(trip: LatencyHistogram) -> Metric:
+    family = HistogramMetricFamily(
+        "riskmon_bus_tick_to_snapshot_seconds",
+        "Wall time from the feeds role's receipt of the newest tick of an engine step to the "
+        "worker's snapshot computed by it (hosts' clocks assumed in sync; negative as 0).",
+    )
+    family.add_metric([], trip.cumulative(), trip.total)
+    return family
 
 
 def _link(link: Link) -> Iterator[Metric]:

@@ -1,12 +1,14 @@
-"""The ``riskmon`` command line: check-config, replay, report, run, demo.
+"""The ``riskmon`` command line: check-config, replay, report, run, bus, demo.
 
-Exit codes: 0 success, 2 a user error (bad config, bad data), 1 a bug.
+Exit codes: 0 success, 2 a user error (bad config, bad data, a port or ``[state] dir`` in
+use, a bus lease held by another worker), 1 a bug.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,12 +59,23 @@ def _parser() -> argparse.ArgumentParser:
         choices=["all", "feeds", "engine"],
         help="all: one process (default); feeds / engine: split over NATS JetStream ([bus])",
     )
-    run.add_argument(
+    chosen = run.add_mutually_exclusive_group()
+    chosen.add_argument(
         "--portfolios", default=None, help="engine role: the portfolios to run, e.g. A,B"
     )
-    run.add_argument(
-        "--shard", default=None, help="engine role: every COUNT-th portfolio from INDEX, I/N"
+    chosen.add_argument(
+        "--shard",
+        default=None,
+        help="engine role: shard INDEX of COUNT, INDEX counted from 0 (0/2 and 1/2 split the "
+        "portfolios in two): the portfolios at config positions INDEX, INDEX+COUNT, ...",
     )
+    bus = sub.add_parser("bus", help="the NATS bus of split roles: status, prune")
+    actions = bus.add_subparsers(dest="action", required=True)
+    status = actions.add_parser("status", help="stream, leases, consumers and their backlogs")
+    status.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
+    pruning = actions.add_parser("prune", help="remove consumers no worker's lease lists")
+    pruning.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
+    pruning.add_argument("--yes", action="store_true", help="remove them (default: dry run)")
     test_alert = sub.add_parser("test-alert", help="send a test notification through a sink")
     test_alert.add_argument("--sink", required=True, help="sink name from [[sinks]] (or log)")
     test_alert.add_argument("--config", type=Path, default=Path("config/riskmon.toml"))
@@ -97,10 +110,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "test-alert":
             return _test_alert(args)
+        if args.command == "bus":
+            return _bus(args)
         return _demo(args)
     except RiskmonError as exc:
         print(f"riskmon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseExceptionGroup as group:  # raised inside a task group at start-up
+        errors = _leaves(group)
+        if not all(isinstance(e, RiskmonError) for e in errors):
+            raise
+        for error in errors:
+            print(f"riskmon: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions of a (nested) exception group."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _check_config(path: Path) -> int:
@@ -257,6 +287,9 @@ def _run(args: argparse.Namespace) -> int:
     duration = None if args.duration is None else _duration(args.duration, "--duration")
     if args.role != "feeds":
         warm_kernels(config)  # before the event loop: a numba compile holds the GIL
+    # The libraries' objects (numba's type system, scipy, nats) live until the process ends:
+    # keep the collector from walking them again at every full collection (as the replay).
+    gc.freeze()
     if args.role != "all" or args.portfolios is not None or args.shard is not None:
         return _run_role(args, config, duration)
     asyncio.run(
@@ -289,6 +322,29 @@ def _run_role(args: argparse.Namespace, config: Config, duration: float | None) 
         shard=shard,
     )
     asyncio.run(service.run(duration))
+    return EXIT_OK
+
+
+def _bus(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from service.bus_admin import format_report, prune, read_report
+
+    bus = load_config(args.config).bus
+    report = asyncio.run(read_report(bus))
+    if args.action == "status":
+        print("\n".join(format_report(report, bus)))
+        return EXIT_OK
+    orphans = report.orphans(bus.consumer_prefix)
+    if not orphans:
+        print("no orphan consumers")
+    elif not args.yes:
+        print("would remove (dry run; --yes removes them):")
+        print("\n".join(f"  {name}" for name in orphans))
+    else:
+        removed = asyncio.run(prune(bus, orphans))
+        print(f"removed {len(removed)} consumers:")
+        print("\n".join(f"  {name}" for name in removed))
     return EXIT_OK
 
 

@@ -6,6 +6,9 @@ a :class:`~bus.subscriber.TickSubscriber`: each round's ticks, in stream order, 
 single-process daemon. Checkpoints carry the subscriber's cursor, captured in the same
 synchronous step as the engine state, so a restart replays exactly the ticks after it.
 
+Ownership: before it touches a consumer, a worker takes the lease of each of its portfolios
+(:mod:`bus.lease`); it applies ticks, and so alerts, only while its leases are certain.
+
 Determinism: what a worker applies is the stream order of its subjects, ticks and marks (whose
 clock drives the quiet-time snapshots), and :func:`apply_in_stream_order` gives the same
 result however they are cut into batches, so a worker that crashes, restores its checkpoint
@@ -19,20 +22,27 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
+from bus.lease import MARKET_KEY, Leases, LeaseValue, lease_key, process_identity
 from bus.subscriber import TickSubscriber
 from bus.wire import BusBatch, BusCursor, BusMessage, BusOptionMark
 from monitor.clock import SnapshotClock
 from monitor.errors import CheckpointError
+from monitor.model import AlertEvent
 from monitor.risk.book import OptionMark
+from monitor.risk.snapshot import RiskSnapshot
+from service.bus_latency import LatencyHistogram, newest_receipt
 from service.checkpoint import Checkpoint, CompatibleRestore, capture, restore, restore_compatible
 from service.daemon import Daemon
 
@@ -120,9 +130,17 @@ class EngineDaemon(Daemon):
     _last_batch: float = field(default_factory=time.monotonic, init=False)
     _marks: dict[str, OptionMark] = field(default_factory=dict, init=False)
     offloaded: ClassVar[bool] = False
+    leases: Leases | None = field(default=None, init=False)
+    trip: LatencyHistogram = field(default_factory=LatencyHistogram, init=False)
+    _step_receipt: float = field(default=math.nan, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume the bus until ``stop`` is set."""
+        """Take the leases of the worker's portfolios, then consume the bus until ``stop``.
+
+        Raises:
+            LeaseHeldError: another worker kept one of the portfolios for ``[bus] lease_wait``.
+            LeaseLostError: another worker took one over (the process stops).
+        """
         self.subscriber = TickSubscriber(
             self.config.bus,
             self.worker,
@@ -130,7 +148,9 @@ class EngineDaemon(Daemon):
             self._on_batch,
             self._cursor,
             on_option=self._on_option,
+            may_apply=self._leased,
         )
+        self.leases = Leases(self.config.bus, self.lease_keys(), self._lease_value())
         log.info(
             "engine_worker_start",
             worker=self.worker,
@@ -139,11 +159,28 @@ class EngineDaemon(Daemon):
             after=self.subscriber.cursor().position,
         )
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self.subscriber.run()), group.create_task(self._beat())]
-            await stop.wait()
+            taken = asyncio.Event()
+            tasks = [group.create_task(self.leases.run(taken)), group.create_task(self._beat())]
+            await _first(taken.wait(), stop.wait())
+            if not stop.is_set():
+                tasks.append(group.create_task(self.subscriber.run()))
+                await stop.wait()
             for task in tasks:
                 task.cancel()
         log.info("engine_worker_stop", ticks=self.engine.ticks, alerts=len(self.alerts))
+
+    def lease_keys(self) -> list[str]:
+        """The lease keys of the worker: one per portfolio (the market's without any)."""
+        names = [p.name for p in self.config.portfolios]
+        return [lease_key(n) for n in names] if names else [MARKET_KEY]
+
+    def _lease_value(self) -> LeaseValue:
+        assert self.subscriber is not None
+        owner = f"{socket.gethostname()}:{Path(self.config.state.dir).resolve()}"
+        return LeaseValue(self.worker, owner, process_identity(), self.subscriber.durables)
+
+    def _leased(self) -> bool:
+        return self.leases is not None and self.leases.valid()
 
     def bus_cursor(self) -> BusCursor:
         """How far the applied ticks reach in the stream."""
@@ -166,9 +203,16 @@ class EngineDaemon(Daemon):
         if not messages:
             return
         started = self._last_batch = time.monotonic()
+        self._step_receipt = newest_receipt(messages)
         apply_in_stream_order(self.clock, messages)
         if self.on_step is not None:
             self.on_step(time.monotonic() - started)
+
+    def _on_snapshot(self, snap: RiskSnapshot, events: list[AlertEvent]) -> None:
+        """The daemon's, and the trip across the bus of the step's newest tick."""
+        Daemon._on_snapshot(self, snap, events)
+        if not math.isnan(self._step_receipt):  # a step of marks only: no trip to measure
+            self.trip.observe(time.time() - self._step_receipt)
 
     async def _beat(self) -> None:
         """Liveness: the loop turns. Quiet-time snapshots come with the marks' clock."""
@@ -181,6 +225,8 @@ class EngineDaemon(Daemon):
         reasons = Daemon.not_ready(self, mono)
         if self.subscriber is None or not self.subscriber.link.connected:
             reasons.append("bus disconnected")
+        if not self._leased():
+            reasons.append("portfolio leases not held (see riskmon bus status)")
         silent_s = mono - self._last_batch
         if silent_s > max(SILENT_BUS_S, 20 * float(self.config.bus.mark_interval)):
             reasons.append(f"nothing from the bus for {silent_s:.0f} s (is a feeds role running?)")
@@ -213,3 +259,13 @@ class EngineDaemon(Daemon):
         self.clock.next_boundary = checkpoint.clock_next
         self._cursor = checkpoint.bus
         return report
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

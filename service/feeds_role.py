@@ -103,5 +103,8 @@ class FeedsDaemon(Daemon):
             reasons.append("publisher loop not turning")
         if not self.publisher.link.connected:
             reasons.append("bus disconnected")
+        stalled = self.publisher.stalled_s()
+        if stalled >= float(self.config.bus.publish_stall):
+            reasons.append(f"publishes failing for {stalled:.0f} s (is NATS frozen?)")
         reasons.extend(self.stale_feeds(mono))
         return reasons

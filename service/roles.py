@@ -141,6 +141,27 @@ def _runs_on(rule: RuleConfig, config: Config, keep: set[str], owns_market: bool
     return owns_market
 
 
+def warn_short_retention(config: Config) -> bool:
+    """Log a warning when the stream keeps less than the slow half-life; whether it did.
+
+    A worker without a usable checkpoint (new, or its portfolios changed) warms up from what
+    the stream holds: with ``[bus] max_age`` shorter than ``[estimator] slow_halflife`` its
+    slow estimates start from a fraction of their memory, and take the rest of it to settle.
+    """
+    kept, slow = float(config.bus.max_age), float(config.estimator.slow_halflife)
+    if kept >= slow:
+        return False
+    log.warning(
+        "bus_retention_short",
+        max_age_s=kept,
+        slow_halflife_s=slow,
+        hint="a worker starting without its checkpoint cannot rebuild the slow estimates from "
+        "the stream; raise [bus] max_age (and max_bytes) to the slow half-life, or keep the "
+        "workers' checkpoints",
+    )
+    return True
+
+
 def _feeds_daemon(config: Config, **kwargs: Any) -> Daemon:
     return FeedsDaemon(feeds_config(config), **kwargs)
 
@@ -194,6 +215,7 @@ def role_service(
     path = config_path
     if role == "all":
         return Service(config, config_path=path, listeners=tuple(listeners))
+    warn_short_retention(config)
     if role == "feeds":
         factory = _feeds_daemon
     else:
@@ -205,6 +227,7 @@ def role_service(
         listeners=tuple(listeners),
         daemon_factory=factory,
         fixed_sections=frozenset({"bus"}),  # a worker's cursor is a position in one stream
+        role=role,
     )
     service.collectors = (BusCollector(role, lambda: service.daemon),)
     return service

@@ -18,6 +18,8 @@
   outbox says receivers were told (:mod:`service.alert_recovery`), so a checkpoint older than
   the last delivery never re-notifies, and firing alerts whose rule instance left the
   configuration are resolved.
+- ``[state] dir`` is locked by the process (:mod:`service.statelock`): a second process
+  started on it stops at once with a one-line error.
 - systemd: READY=1 once serving, WATCHDOG=1 while the engine loop turns, RELOADING=1 on SIGHUP.
 - Alerts: every transition goes through the durable outbox to the routed sinks; the
   dispatcher outlives reloads and gets ``ALERT_FLUSH_S`` to deliver what is due at shutdown.
@@ -64,6 +66,7 @@ from service.positions_store import (
     save_positions,
 )
 from service.reload import changed_sections, refused_changes
+from service.statelock import StateDirLock
 from service.systemd import Notifier
 
 log = structlog.get_logger("riskmon.service")
@@ -86,6 +89,7 @@ class Service:
             passes the simulator's faster clock).
         fixed_sections: sections a reload may not change besides :data:`RESTART_ONLY`
             (``"bus"`` for a split role).
+        role: the role run (shown to a second process claiming the state dir).
     """
 
     config: Config
@@ -97,6 +101,7 @@ class Service:
     stats: ServiceStats = field(default_factory=ServiceStats)
     wall: Callable[[], float] = time.time
     fixed_sections: frozenset[str] = frozenset()
+    role: str = "all"
     loop_lag: LoopLag = field(default_factory=LoopLag)
     http_log: HttpErrorLog = field(default_factory=HttpErrorLog)
     http: HttpListener | None = field(default=None, init=False)
@@ -125,19 +130,21 @@ class Service:
         Raises:
             ConfigError: the HTTP secret or TLS files cannot be read, or ``[server] listen``
                 cannot be bound.
+            StateDirLockedError: another process holds ``[state] dir``.
         """
-        collector = RiskCollector(lambda: self.daemon, self.stats, time.monotonic, time.time)
-        registry, latency = make_registry(collector)
-        for extra in (*self.collectors, self.loop_lag, self.http_log):
-            registry.register(extra)
-        self.http = HttpListener(functools.partial(self._app, registry), self.http_log)
-        await self.http.start(self.config.server)
-        self.port = self.http.port
-        try:
-            with self._signals():
-                await self._serve(latency.observe, duration_s)
-        finally:
-            await self.http.close()
+        with StateDirLock(Path(self.config.state.dir), self.role):
+            collector = RiskCollector(lambda: self.daemon, self.stats, time.monotonic, time.time)
+            registry, latency = make_registry(collector)
+            for extra in (*self.collectors, self.loop_lag, self.http_log):
+                registry.register(extra)
+            self.http = HttpListener(functools.partial(self._app, registry), self.http_log)
+            await self.http.start(self.config.server)
+            self.port = self.http.port
+            try:
+                with self._signals():
+                    await self._serve(latency.observe, duration_s)
+            finally:
+                await self.http.close()
 
     def _app(
         self, registry: CollectorRegistry, server: ServerConfig, secret: str | None
@@ -324,7 +331,7 @@ class Service:
         try:
             checkpoint = read_checkpoint(path)
             changed = checkpoint.fingerprint.differences(Fingerprint.of(daemon.config))
-            if changed and not daemon.replays_ticks:  # a bus worker's cursor must match
+            if changed:  # a bus worker carries its cursor too: its new symbols start there
                 self._carry_at_start(daemon, checkpoint, changed)
             else:
                 daemon.restore_state(checkpoint)

@@ -77,11 +77,22 @@ class NatsServer:
             await writer.wait_closed()
         return True
 
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections stay open and nothing answers (a hung server)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     async def stop(self) -> None:
         """Stop the server (SIGTERM; SIGKILL after 10 s)."""
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
         proc.send_signal(signal.SIGTERM)
         try:
             async with asyncio.timeout(10.0):

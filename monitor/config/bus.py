@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from monitor.config.durations import PositiveDuration, format_duration, parse_duration
+from monitor.config.durations import Duration, PositiveDuration, format_duration, parse_duration
 
 NATS_URLS_PATTERN = r"^(nats|tls)://[^\s,]+(,(nats|tls)://[^\s,]+)*$"
 STREAM_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -42,7 +42,9 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         duplicate_window: JetStream drops a publish whose ``Nats-Msg-Id`` it stored within
             this window, so a publish retried after a lost acknowledgement is stored once.
         ack_wait: a delivered tick not acknowledged within this is delivered again.
-        max_ack_pending: delivered, unacknowledged ticks per consumer before delivery pauses.
+        max_ack_pending: delivered, unacknowledged messages per consumer before delivery
+            pauses; it also bounds the messages a worker holds back per consumer to merge
+            its symbols into stream order (a worker never pulls beyond it).
         fetch_batch: messages asked for per pull request of an engine worker.
         poll_interval: longest pause between two pulls of a worker whose subjects are idle.
         mark_interval: the feeds role marks every symbol that had no tick for this long; a
@@ -60,6 +62,17 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
         request_timeout: JetStream API requests and pulls.
         reconnect_wait: pause between two connection attempts to the same server.
         consumer_prefix: durable consumer names start with it.
+        lease_bucket: NATS KV bucket of the workers' leases, one per portfolio (``riskmon bus
+            status`` lists the holders).
+        lease_ttl: a lease not renewed for this long expires (a worker renews every third of
+            it and stops applying ticks, and so alerting, once its lease is not certain).
+        lease_wait: how long a worker whose portfolio another worker holds waits for it,
+            logging the holder, before it exits (code 2); "0s": exit at once.
+        consumer_inactive: JetStream removes a worker's durable consumer this long after
+            its last pull (a worker gone, re-sharded or renamed leaves none behind); a worker
+            recreates its consumers at its checkpoint at start, so nothing depends on them.
+        publish_stall: the feeds role reports not ready (``/readyz``, and a log line) once
+            its publishes have failed, or had no answer, for this long.
         options_subject: option marks (mark IV and basis of each option ticker) go to
             ``<options_subject>.<venue>.<instrument>`` as plain NATS messages, outside the
             stream: only the latest matters, and engine workers price options with it.
@@ -75,7 +88,7 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     duplicate_window: PositiveDuration = _seconds("2m")
     ack_wait: PositiveDuration = _seconds("30s")
     max_ack_pending: Annotated[int, Meta(ge=1)] = 10_000
-    fetch_batch: Annotated[int, Meta(ge=1, le=10_000)] = 1_000
+    fetch_batch: Annotated[int, Meta(ge=1, le=10_000)] = 5_000
     poll_interval: PositiveDuration = _seconds("50ms")
     mark_interval: PositiveDuration = _seconds("100ms")
     linger: PositiveDuration = _seconds("5ms")
@@ -87,6 +100,11 @@ class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     reconnect_wait: PositiveDuration = _seconds("1s")
     consumer_prefix: Annotated[str, Meta(pattern=STREAM_NAME_PATTERN)] = "riskmon"
     options_subject: Annotated[str, Meta(pattern=SUBJECT_PREFIX_PATTERN)] = "riskmon.options"
+    lease_bucket: Annotated[str, Meta(pattern=STREAM_NAME_PATTERN)] = "riskmon_leases"
+    lease_ttl: PositiveDuration = _seconds("10s")
+    lease_wait: Duration = _seconds("30s")
+    consumer_inactive: PositiveDuration = _seconds("1h")
+    publish_stall: PositiveDuration = _seconds("10s")
 
     @property
     def servers(self) -> list[str]:
@@ -101,6 +119,12 @@ def bus_problems(bus: BusConfig) -> Iterator[tuple[str, str]]:
             "duplicate_window",
             f'expected a duration no longer than max_age ("{format_duration(bus.max_age)}"), '
             f'got "{format_duration(bus.duplicate_window)}"',
+        )
+    if bus.lease_ttl < 2 * bus.request_timeout:  # renewed every third: one may time out
+        yield (
+            "lease_ttl",
+            f'expected at least twice request_timeout ("{format_duration(bus.request_timeout)}"), '
+            f'got "{format_duration(bus.lease_ttl)}"',
         )
     if bus.fetch_batch > bus.max_ack_pending:
         yield (

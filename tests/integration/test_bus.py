@@ -44,6 +44,7 @@ from monitor.config.durations import PositiveDuration
 from monitor.config.loading import load_config
 from monitor.config.schema import Config
 from monitor.model import Tick
+from monitor.rules import RuleState
 from service.checkpoint import read_checkpoint, write_checkpoint
 from service.engine_role import EngineDaemon, apply_in_stream_order
 from service.http import snapshot_json
@@ -124,6 +125,7 @@ class Role:
         self.state, self.log = tmp / name, tmp / f"{name}.log"
         self.port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
+        self.env: dict[str, str] = {}  # more environment overrides, e.g. RISKMON_BUS__...
 
     async def start(self) -> None:
         env = {
@@ -131,6 +133,7 @@ class Role:
             "PYTHONUNBUFFERED": "1",
             "RISKMON_STATE__DIR": str(self.state),
             "RISKMON_SERVER__LISTEN": f"127.0.0.1:{self.port}",
+            **self.env,
         }
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
@@ -323,6 +326,14 @@ async def test_killed_worker_restarts_to_the_snapshot_of_one_process(bus: Bus) -
     stream, _ = await settle(bus, feeds)
     for worker, portfolio in ((worker_a, "a"), (worker_b, "b")):
         await check_worker(bus, worker, portfolio, stream)
+    m = await worker_b.metrics()  # its trips: receipt at the feeds role -> its snapshots
+    assert m["riskmon_bus_tick_to_snapshot_seconds_count"] > 10
+    assert (
+        0
+        < m["riskmon_bus_tick_to_snapshot_seconds_sum"]
+        / m["riskmon_bus_tick_to_snapshot_seconds_count"]
+        < 2.0
+    )  # one host, one clock: tens of milliseconds
     log = worker_a.log.read_text()
     assert "checkpoint_restored" in log
     assert '"after": 0,' not in log.split("checkpoint_restored", 1)[1]  # resumed, not replayed
@@ -576,3 +587,120 @@ async def test_a_worker_stopped_inside_a_batch_resumes_at_its_index(
     got = snapshot_json(second.latest)
     assert got["ticks"] == want["ticks"]
     assert_same_figures(got, want, "restored worker")
+
+
+async def test_messages_held_for_stream_order_never_stall_a_catch_up(
+    nats_server: NatsServer,
+) -> None:
+    """A quiet symbol's messages span far more of the stream than a busy one's, so the merger
+    holds them, unacknowledged, until the busy lane catches up. Pulls are cut to the room
+    ``max_ack_pending`` leaves: the backlog is applied in order with no timeout, no rewind."""
+    bus = BusConfig(
+        url=nats_server.url,
+        stream="HELD",
+        max_ack_pending=50,
+        fetch_batch=20,
+        request_timeout=PositiveDuration(1.0),
+    )
+    publisher = TickPublisher(bus, epoch="e")
+    publishing = await _running(publisher.run())
+    try:
+        for n in range(2200):
+            symbol = "ETHUSDT" if n % 11 == 10 else "BTCUSDT"
+            publisher.offer("binance", Tick(1.7e9 + n, symbol, 100.0 + n), 0.0)
+            publisher.close_batches()  # one tick per message
+        publisher.mark(["BTCUSDT", "ETHUSDT"], 0.0, 1e9, every=True)
+        assert await publisher.flush(TIMEOUT_S)
+    finally:
+        await _cancel(publishing)
+    applied: list[BusMessage] = []
+    held: list[int] = []
+
+    def on_batch(messages: list[BusMessage]) -> None:
+        applied.extend(messages)
+        held.append(subscriber.merger.held_in(subscriber.merger.lanes[1]))  # ETH's lane
+
+    subscriber = TickSubscriber(bus, "w", ["BTCUSDT", "ETHUSDT"], on_batch)
+    consuming = await _running(subscriber.run())
+    try:
+        await eventually(
+            lambda: subscriber.stats.consumed == 2200, "the backlog applied", 3 * TIMEOUT_S
+        )
+    finally:
+        await _cancel(consuming)
+    assert subscriber.stats.rewinds == 0
+    assert 0 < max(held) <= 50  # ETH ran ahead, held up to max_ack_pending and no further
+    ticks = [m.columns()[0][0] for m in applied if isinstance(m, BusBatch)]
+    assert ticks == [1.7e9 + n for n in range(2200)]  # stream order
+
+
+WARM_IN_SECONDS = 'min_observations = 20\npreaverage = "0.25s"'  # estimates within seconds
+ALERTING = """
+[[rules]]
+name = "book-at-risk"
+metric = "var_99"
+op = ">"
+threshold = 0
+for = "30s"
+labels = { portfolio = "a" }
+
+[[sinks]]
+name = "desk"
+type = "file"
+path = "SINK_PATH"
+
+[[routes]]
+sinks = ["desk"]
+group_wait = "0s"
+"""
+
+
+async def test_a_worker_killed_between_a_firing_and_its_checkpoint_notifies_once(
+    bus: Bus,
+) -> None:
+    """The worker fires, the sink is told, and the worker dies before its next checkpoint
+    (SIGKILL; its state dir is left with the last checkpoint written before the firing). The
+    restarted worker replays the stream from that checkpoint and fires again, with the same
+    event times: the outbox recognises the transition as delivered, and the sink is told once."""
+    sink = bus.tmp / "desk.jsonl"
+    path = bus.tmp / "alerting.toml"
+    text = bus.config_path.read_text().replace("min_observations = 20", WARM_IN_SECONDS)
+    path.write_text(text + ALERTING.replace("SINK_PATH", str(sink)))
+    feeds = Role("feeds", path, bus.tmp, "--role", "feeds")
+    worker = Role("engine-a", path, bus.tmp, "--role", "engine", "--portfolios", "a")
+    bus.roles += [feeds, worker]
+    await feeds.start()
+    await worker.start()
+    checkpoint, before = worker.state / "checkpoint.npz", bus.tmp / "before-firing.npz"
+
+    def firings() -> list[dict[str, Any]]:
+        lines = sink.read_text().splitlines() if sink.exists() else []
+        return [line for line in map(json.loads, lines) if line["state"] == "firing"]
+
+    async def fired_after_a_checkpoint() -> bool:
+        if firings():
+            return before.exists()
+        copy = bus.tmp / "copy.npz"
+        with contextlib.suppress(FileNotFoundError):
+            copy.write_bytes(checkpoint.read_bytes())  # written atomically: whole or absent
+            if not any(s.state is RuleState.FIRING for s in read_checkpoint(copy).rules):
+                copy.replace(before)
+        return False
+
+    await until(fired_after_a_checkpoint, "a checkpoint, then a rule firing", 4 * TIMEOUT_S)
+    await worker.kill()
+    assert not any(s.state is RuleState.FIRING for s in read_checkpoint(before).rules)
+    before.replace(checkpoint)  # the worker died before checkpointing the firing
+    told = firings()
+    await worker.start()
+    stream, _ = await settle(bus, feeds)
+    alerting = Bus(bus.nats, bus.sim, path, load_config(path, environ={}), bus.tmp, bus.roles)
+    await check_worker(alerting, worker, "a", stream)
+    after = firings()
+    assert after[: len(told)] == told  # (later firings of other alerts may follow)
+    transitions = [(line["dedup_key"], line["ts"]) for line in after]
+    assert len(set(transitions)) == len(transitions)  # no transition told twice
+    log = worker.log.read_text().split("checkpoint_restored", 1)[1]
+    suppressed = [json.loads(x) for x in log.splitlines() if '"alerts_suppressed"' in x]
+    assert sum(int(line.get("already_notified", 0)) for line in suppressed) >= len(told)
+    assert await worker.stop() == 0
