@@ -279,12 +279,16 @@ group_wait = "0s"
 """
 
 
-def _echo(request: Recorded) -> Reply:
-    """A receiver or proxy that quotes the request back: path, query, URL and body."""
-    query = "&".join(f"{k}={v}" for k, v in request.query.items())
-    text = f"no route for {request.method} {request.path}?{query} body={request.body.decode()}"
-    code = 400 if hash(request.path) % 2 else 503
-    return Reply(code, text.encode(), {"Content-Type": "text/plain"})
+def _echo(code: int) -> Callable[[Recorded], Reply]:
+    """A receiver or proxy that answers ``code`` and quotes the request back: path, query,
+    URL and body."""
+
+    def reply(request: Recorded) -> Reply:
+        query = "&".join(f"{k}={v}" for k, v in request.query.items())
+        text = f"no route for {request.method} {request.path}?{query} body={request.body.decode()}"
+        return Reply(code, text.encode(), {"Content-Type": "text/plain"})
+
+    return reply
 
 
 async def test_receivers_echoing_the_path_never_put_a_secret_fragment_in_a_log_line(
@@ -295,15 +299,18 @@ async def test_receivers_echoing_the_path_never_put_a_secret_fragment_in_a_log_l
         for name, value in SECRETS.items():
             is_path = value.startswith("/")
             environ[name] = receiver.url + value if is_path else value
-        for path in (
-            "/services/T0ABCDEF1/B0GHIJKL2/aBcDeFgHiJkLmNoPqRsTuVwX",
-            "/api/webhooks/123456789012345678/AbC-dEf_GhIjKlMnOpQrSt",
-            "/workflows/0f1e2d3c4b5a6978/triggers/manual/paths/invoke",
-            f"/bot{SECRETS['RISKMON_TEST_TELEGRAM']}/sendMessage",
-            "/v2/enqueue",
-            "/hook",
+        # Half the receivers reject (400: logged as rejected), half fail (503: retried).
+        for i, path in enumerate(
+            (
+                "/services/T0ABCDEF1/B0GHIJKL2/aBcDeFgHiJkLmNoPqRsTuVwX",
+                "/api/webhooks/123456789012345678/AbC-dEf_GhIjKlMnOpQrSt",
+                "/workflows/0f1e2d3c4b5a6978/triggers/manual/paths/invoke",
+                f"/bot{SECRETS['RISKMON_TEST_TELEGRAM']}/sendMessage",
+                "/v2/enqueue",
+                "/hook",
+            )
         ):
-            receiver.route(path, _echo)
+            receiver.route(path, _echo(400 if i % 2 else 503))
         port = _free_port()
         config = _write_config(tmp_path, sim.binance_url, port=port)
         config.write_text(config.read_text() + ECHO_SINKS.replace("BASE", receiver.url))
