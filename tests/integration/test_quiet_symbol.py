@@ -391,7 +391,7 @@ async def test_the_daemon_stays_responsive_and_backs_off_while_a_symbol_is_quiet
             sim.silence("coinbase", "ETHUSDT", True)
             slowest = await _probe_health(base, seconds=16.0)
             assert slowest < 1.0
-            metrics = (await _get(base + "/metrics"))[1]
+            metrics = await _until_sent(base)
             later = json.loads((await _get(base + "/api/v1/snapshot"))[1])
             _check_quiet(metrics, first, later)
             sim.silence("coinbase", "ETHUSDT", False)
@@ -424,6 +424,18 @@ async def _until_snapshot(base: str) -> dict[str, Any]:
     raise AssertionError("no snapshot published")
 
 
+async def _until_sent(base: str) -> str:
+    """/metrics once no resubscription waits: one the watchdog asked for during the scrape
+    is sent at the feed's next round; one held back by the request budget would stay."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        metrics = (await _get(base + "/metrics"))[1]
+        pending = _samples(metrics, "riskmon_feed_resubscribe_pending")[(("venue", "coinbase"),)]
+        if pending == 0 or time.monotonic() > deadline:
+            return metrics
+        await asyncio.sleep(0.1)
+
+
 async def _probe_health(base: str, seconds: float) -> float:
     """GET /healthz every 0.25 s for ``seconds``; the slowest answer (each must be 200)."""
     slowest, end = 0.0, time.monotonic() + seconds
@@ -439,7 +451,9 @@ async def _probe_health(base: str, seconds: float) -> float:
 def _check_quiet(metrics: str, first: dict[str, Any], later: dict[str, Any]) -> None:
     coinbase = (("venue", "coinbase"),)
     resubscribes = _samples(metrics, "riskmon_feed_resubscribes_total")[coinbase]
-    assert 2 <= resubscribes <= 4, resubscribes  # ~0, 3, 9 s into the staleness; next at ~21 s
+    # ~0, 3, 9 s into the staleness, next at ~21 s (a loaded machine may reach the fourth);
+    # once a second would be 16
+    assert 2 <= resubscribes <= 4, resubscribes
     assert _samples(metrics, "riskmon_feed_resubscribe_pending")[coinbase] == 0
     requests = _samples(metrics, "riskmon_feed_requests_total")[coinbase]
     assert requests == 2 + 2 * resubscribes  # heartbeats + market_trades, then pairs
