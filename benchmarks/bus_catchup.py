@@ -41,7 +41,14 @@ import msgspec
 import nats
 from nats.js import api
 
-from benchmarks.bus_throughput import STAGE_TIMEOUT_S, VENUE, WARM_SEED, clock_for, drop_stream
+from benchmarks.bus_throughput import (
+    STAGE_TIMEOUT_S,
+    VENUE,
+    WARM_SEED,
+    clock_for,
+    drop_stream,
+    subscribe_until,
+)
 from benchmarks.common import (
     Market,
     poisson_market,
@@ -56,7 +63,7 @@ from benchmarks.common import (
 )
 from bus.publisher import TickPublisher
 from bus.subscriber import TickSubscriber
-from bus.wire import BusBatch, BusMessage, decode_message
+from bus.wire import BusMessage, decode_message
 from monitor.config.bus import BusConfig
 from monitor.config.schema import Config
 from monitor.engine import EngineState
@@ -125,29 +132,13 @@ async def catch_up(config: Config, state: EngineState, count: int) -> tuple[floa
     """Seconds for a fresh worker to apply the ``count`` ticks of the stream; its rewinds; the
     most messages its merger held back at once."""
     _, clock = clock_for(config, state)
-    done = asyncio.Event()
-    applied = held = 0
+    held = 0
 
-    def on_batch(messages: list[BusMessage]) -> None:
-        nonlocal applied, held
+    def observe(subscriber: TickSubscriber) -> None:
+        nonlocal held
         held = max(held, subscriber.merger.held)
-        apply_in_stream_order(clock, messages)
-        applied += sum(len(m) for m in messages if isinstance(m, BusBatch))
-        if applied >= count:
-            done.set()
 
-    subscriber = TickSubscriber(config.bus, "catchup", config.tracked_symbols, on_batch)
-    task = asyncio.create_task(subscriber.run())
-    try:
-        async with asyncio.timeout(STAGE_TIMEOUT_S):
-            await subscriber.link.up.wait()
-            start = time.perf_counter()
-            await done.wait()
-            elapsed = time.perf_counter() - start
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    elapsed, subscriber = await subscribe_until(config, clock, "catchup", count, observe)
     return elapsed, subscriber.stats.rewinds, held
 
 

@@ -44,7 +44,7 @@ import contextlib
 import multiprocessing
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +128,32 @@ async def consume(config: Config, state: EngineState, count: int) -> tuple[float
     """Seconds for an engine worker to apply ``count`` ticks from the stream; ticks applied."""
     engine, clock = clock_for(config, state)
     before = engine.ticks
+    elapsed, _ = await subscribe_until(config, clock, "bench", count)
+    return elapsed, engine.ticks - before
+
+
+async def subscribe_until(
+    config: Config,
+    clock: SnapshotClock,
+    durable: str,
+    count: int,
+    observe: Callable[[TickSubscriber], None] | None = None,
+) -> tuple[float, TickSubscriber]:
+    """Seconds from the subscriber's link being up to ``count`` ticks applied to ``clock`` in
+    stream order, and the subscriber (its stats); ``observe`` sees it before every step."""
     done = asyncio.Event()
     applied = 0
 
     def on_batch(messages: list[BusMessage]) -> None:
         nonlocal applied
+        if observe is not None:
+            observe(subscriber)
         apply_in_stream_order(clock, messages)
         applied += sum(len(m) for m in messages if isinstance(m, BusBatch))
         if applied >= count:
             done.set()
 
-    subscriber = TickSubscriber(config.bus, "bench", config.tracked_symbols, on_batch)
+    subscriber = TickSubscriber(config.bus, durable, config.tracked_symbols, on_batch)
     task = asyncio.create_task(subscriber.run())
     try:
         async with asyncio.timeout(STAGE_TIMEOUT_S):
@@ -150,7 +165,7 @@ async def consume(config: Config, state: EngineState, count: int) -> tuple[float
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    return elapsed, engine.ticks - before
+    return elapsed, subscriber
 
 
 def in_process(config: Config, state: EngineState, ticks: list[Tick], step: int) -> float:
